@@ -1,0 +1,182 @@
+"""Study specs: the search space as data (`studies/*.toml`), validated before anything is written.
+
+A spec names what its trials share (`[fixed]`), what Optuna searches (`[search.<name>]`), trial
+0 (`[baseline]`) and the sampler. Whatever a spec leaves out is the tutorial's recipe
+(`TrainConfig` defaults), so the tutorial is written down once, in `sweep/train.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from sweep.errors import SweepError
+from sweep.train import FIRST_TEST_IMAGES, TrainConfig
+
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+TABLES = {"name", "description", "fixed", "baseline", "search", "sampler"}
+PARAM_KEYS = {"type", "low", "high", "log", "step"}
+POSITIVE = {"num_units", "batch_size", "train_steps", "eval_every", "train_limit", "val_limit", "test_limit"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched hyperparameter: Optuna's suggest_int / suggest_float arguments."""
+
+    name: str
+    type: str  # "int" or "float"
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+    def suggest(self, trial: optuna.Trial) -> int | float:
+        if self.type == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
+
+    def contains(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    description: str
+    fixed: TrainConfig  # every trial starts from this and overrides the searched fields
+    baseline: TrainConfig  # trial 0
+    search: dict[str, Param]
+    sampler: str
+    sampler_seed: int
+    source: str  # the TOML text, logged with the study so it can be read back later
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()[:16]
+
+    def make_sampler(self, trials_so_far: int) -> optuna.samplers.BaseSampler:
+        """Seeded, yet offset by the study's progress: a resumed study must not replay the
+        random proposals it began with."""
+        return SAMPLERS[self.sampler](seed=self.sampler_seed + trials_so_far)
+
+    def suggest(self, trial: optuna.Trial) -> TrainConfig:
+        """The trial's configuration: the fixed settings plus the sampler's choices."""
+        return replace(self.fixed, **{name: p.suggest(trial) for name, p in self.search.items()})
+
+    def baseline_params(self) -> dict[str, Any]:
+        return {name: getattr(self.baseline, name) for name in self.search}
+
+
+def _settings(table: Any, where: str, path: Path) -> dict[str, Any]:
+    """Check a table of TrainConfig settings: known names, right types, sizes above zero."""
+    if not isinstance(table, dict):
+        raise SweepError(f"study file {path}: [{where}] must be a table")
+    types = TrainConfig.field_types()
+    for key, value in table.items():
+        if key not in types:
+            raise SweepError(f"study file {path}: unknown setting '{key}' in [{where}] (known: {', '.join(types)})")
+        expected = types[key]
+        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+        if not ok or isinstance(value, bool):
+            raise SweepError(f"study file {path}: {where}.{key} = {value!r} must be {expected.__name__}")
+        if key in POSITIVE and value <= 0:
+            raise SweepError(f"study file {path}: {where}.{key} = {value} must be positive")
+        if key == "learning_rate" and value <= 0:
+            raise SweepError(f"study file {path}: {where}.learning_rate = {value} must be positive")
+        if key == "test_limit" and value < FIRST_TEST_IMAGES:
+            raise SweepError(f"study file {path}: {where}.test_limit = {value} must be at least {FIRST_TEST_IMAGES} (the tutorial's figure needs them)")
+    return {k: float(v) if types[k] is float else v for k, v in table.items()}
+
+
+def _param(name: str, table: Any, path: Path) -> Param:
+    where = f"study file {path}: search.{name}"
+    if not isinstance(table, dict):
+        raise SweepError(f"{where} must be a table with type, low, high")
+    unknown = set(table) - PARAM_KEYS
+    if unknown:
+        raise SweepError(f"{where}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(PARAM_KEYS))})")
+    missing = {"type", "low", "high"} - set(table)
+    if missing:
+        raise SweepError(f"{where}: missing '{sorted(missing)[0]}'")
+    kind, expected = table["type"], TrainConfig.field_types()[name]
+    if kind not in ("int", "float") or (kind == "float") != (expected is float):
+        raise SweepError(f"{where}: type = {kind!r}, but {name} is {expected.__name__}: use type = \"{expected.__name__}\"")
+    low, high = table["low"], table["high"]
+    number = int if kind == "int" else (int, float)
+    for bound in ("low", "high"):
+        if not isinstance(table[bound], number) or isinstance(table[bound], bool):
+            raise SweepError(f"{where}: {bound} = {table[bound]!r} must be {kind}")
+    if low > high:
+        raise SweepError(f"{where}: low = {low} is above high = {high}")
+    log = table.get("log", False)
+    if not isinstance(log, bool):
+        raise SweepError(f"{where}: log = {log!r} must be true or false")
+    if log and low <= 0:
+        raise SweepError(f"{where}: a log range must stay above 0, got low = {low}")
+    if name in POSITIVE | {"learning_rate"} and low <= 0:
+        raise SweepError(f"{where}: low = {low} must be positive")
+    step = table.get("step")
+    if step is not None and (not isinstance(step, number) or step <= 0 or log):
+        raise SweepError(f"{where}: step = {step!r} must be a positive {kind}, and log ranges take no step")
+    return Param(name, kind, low, high, log, step)
+
+
+def load_spec(path: str | Path) -> Spec:
+    path = Path(path)
+    try:
+        source = path.read_text()
+    except OSError as e:
+        raise SweepError(f"study file {path}: cannot read it ({e.strerror})") from None
+    if not source.strip():
+        raise SweepError(f"study file {path}: is empty")
+    try:
+        raw = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as e:
+        raise SweepError(f"study file {path}: not valid TOML ({e})") from None
+
+    unknown = set(raw) - TABLES
+    if unknown:
+        raise SweepError(f"study file {path}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TABLES))})")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SweepError(f"study file {path}: needs name = \"...\" (the Optuna study and MLflow experiment name)")
+    search_table = raw.get("search", {})
+    if not isinstance(search_table, dict) or not search_table:
+        raise SweepError(f"study file {path}: needs at least one [search.<name>] table")
+    unknown = set(search_table) - set(TrainConfig.field_types())
+    if unknown:
+        raise SweepError(f"study file {path}: cannot search '{sorted(unknown)[0]}' (known: {', '.join(TrainConfig.field_types())})")
+    search = {name_: _param(name_, table, path) for name_, table in search_table.items()}
+
+    fixed_table = _settings(raw.get("fixed", {}), "fixed", path)
+    both = set(fixed_table) & set(search)
+    if both:
+        raise SweepError(f"study file {path}: '{sorted(both)[0]}' is both fixed and searched; keep one")
+    fixed = replace(TrainConfig(), **fixed_table)
+    baseline_table = _settings(raw.get("baseline", {}), "baseline", path)
+    not_searched = set(baseline_table) - set(search)
+    if not_searched:
+        raise SweepError(f"study file {path}: baseline.{sorted(not_searched)[0]} is not searched; set it in [fixed]")
+    baseline = replace(fixed, **baseline_table)
+    for param in search.values():
+        value = getattr(baseline, param.name)
+        if not param.contains(value):
+            raise SweepError(f"study file {path}: baseline {param.name} = {value} lies outside its range [{param.low}, {param.high}]")
+
+    sampler = raw.get("sampler", {})
+    if not isinstance(sampler, dict) or set(sampler) - {"type", "seed"}:
+        raise SweepError(f"study file {path}: [sampler] takes only type and seed")
+    kind, seed = sampler.get("type", "tpe"), sampler.get("seed", 0)
+    if kind not in SAMPLERS:
+        raise SweepError(f"study file {path}: sampler type {kind!r} is not one of {', '.join(SAMPLERS)}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise SweepError(f"study file {path}: sampler seed = {seed!r} must be an integer")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise SweepError(f"study file {path}: description must be a string")
+    return Spec(name.strip(), description.strip(), fixed, baseline, search, kind, seed, source)

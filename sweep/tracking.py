@@ -1,0 +1,199 @@
+"""MLflow records: an experiment per study, one parent run per study, a nested run per trial.
+
+A trial's run holds everything needed to train it again (every TrainConfig field, the MNIST
+MD5s, library versions, the tool's git commit) besides its metrics, curves and model.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import sqlalchemy
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+
+from sweep.errors import SweepError
+from sweep.spec import Spec
+from sweep.train import TrainConfig, TrainResult
+
+ROLE = "sweep.role"  # "study" on a parent run, "trial" on a trial's run
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, fit to print or record."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def git_commit() -> str | None:
+    """The tool's own commit (with "-dirty" for local edits), when it runs from a git checkout."""
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def environment(md5: dict[str, str]) -> dict[str, str]:
+    """What a result depends on besides its configuration."""
+    import keras
+    import mlflow
+    import numpy
+    import optuna
+    import tensorflow
+
+    env = {f"version.{m.__name__}": m.__version__ for m in (tensorflow, keras, numpy, optuna, mlflow)}
+    env["version.python"] = platform.python_version()
+    env.update({f"mnist_md5.{name}": digest for name, digest in md5.items()})
+    return env
+
+
+def config_params(config: TrainConfig) -> dict[str, str]:
+    """Every field, None included ("None": the whole split), so the run alone can rebuild it."""
+    return {key: str(value) for key, value in asdict(config).items()}
+
+
+class TrialRun:
+    """One trial's MLflow run, written to as the trial trains."""
+
+    def __init__(self, client: MlflowClient, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def log_curve_point(self, step: int, val_accuracy: float, train_loss: float) -> None:
+        now = int(time.time() * 1000)
+        metrics = [Metric("val_accuracy", val_accuracy, now, step), Metric("train_loss", train_loss, now, step)]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def log_result(self, result: TrainResult, step: int) -> None:
+        now = int(time.time() * 1000)
+        values = {  # val_accuracy and train_loss at the last step are the curves' last points
+            "test_accuracy": result.test.value,
+            "test_accuracy_first128": result.test_first128.value,
+            "train_seconds": result.train_seconds,
+            "samples_per_second": result.samples_per_second,
+        }
+        for name, acc in (("val", result.val), ("test", result.test), ("test_first128", result.test_first128)):
+            low, high = acc.interval()
+            values.update({f"{name}_correct": acc.correct, f"{name}_total": acc.total})
+            values.update({f"{name}_ci95_low": low, f"{name}_ci95_high": high})
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            result.model.save(path)
+            self.client.log_artifact(self.run_id, str(path), artifact_path="model")
+
+
+class Tracker:
+    """The study's experiment and parent run, found again when the study continues."""
+
+    def __init__(self, tracking_uri: str, spec: Spec):
+        """Checks that the store answers; writes nothing yet."""
+        self.spec = spec
+        try:
+            _check_reachable(tracking_uri)
+            self.client = MlflowClient(tracking_uri)
+            self._experiment = self.client.get_experiment_by_name(spec.name)
+        except Exception as e:  # MLflow raises many types for an unusable store; all mean the same
+            raise SweepError(f"cannot open MLflow tracking store {mask_url(tracking_uri)}: {_first_line(e)}") from None
+
+    def start(self, storage_url: str) -> None:
+        """Create (or find again) the study's experiment and its parent run."""
+        experiment = self._experiment
+        if experiment is None:
+            self.experiment_id = self.client.create_experiment(
+                self.spec.name, tags={"mlflow.note.content": self.spec.description}
+            )
+        else:
+            self.experiment_id = experiment.experiment_id
+        self.parent_id = self._parent_run(storage_url)
+
+    def _parent_run(self, storage_url: str) -> str:
+        found = self.client.search_runs(
+            [self.experiment_id], f"tags.`{ROLE}` = 'study'", order_by=["attributes.start_time ASC"], max_results=1
+        )
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"study-{self.spec.name}",
+            tags={ROLE: "study", "optuna.study_name": self.spec.name, MLFLOW_RUN_NOTE: self.spec.description},
+        )
+        params = {"optuna.storage": mask_url(storage_url), "sampler": self.spec.sampler, "sampler_seed": self.spec.sampler_seed}
+        params.update({f"fixed.{k}": v for k, v in config_params(self.spec.fixed).items() if k not in self.spec.search})
+        params.update({f"search.{p.name}": f"{p.type} [{p.low}, {p.high}]{' log' if p.log else ''}" for p in self.spec.search.values()})
+        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self.client.log_text(run.info.run_id, self.spec.source, "study.toml")
+        return run.info.run_id
+
+    @contextmanager
+    def trial_run(self, number: int, config: TrainConfig, md5: dict[str, str]) -> Iterator[TrialRun]:
+        """A nested run for one trial: FINISHED if the body returns, FAILED (with the reason) if it raises."""
+        tags = {
+            MLFLOW_PARENT_RUN_ID: self.parent_id,
+            ROLE: "trial",
+            "optuna.study_name": self.spec.name,
+            "optuna.trial_number": str(number),
+        }
+        commit = git_commit()
+        if commit:
+            tags["sweep.git_commit"] = commit
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
+        run_id = run.info.run_id
+        params = {**config_params(config), **environment(md5)}
+        self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+        try:
+            yield TrialRun(self.client, run_id)
+        except BaseException as e:
+            self.client.log_batch(run_id, tags=[RunTag("sweep.failure", f"{type(e).__name__}: {e}"[:5000])])
+            status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
+            self.client.set_terminated(run_id, status=status)
+            raise
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def record_best(self, number: int, params: dict, val_accuracy: float, run_id: str) -> None:
+        """The best trial so far, on the parent run, so the study's page answers "which one?"."""
+        self.client.log_batch(
+            self.parent_id,
+            metrics=[Metric("best_val_accuracy", val_accuracy, int(time.time() * 1000), number)],
+            tags=[RunTag("best.trial_number", str(number)), RunTag("best.run_id", run_id)]
+            + [RunTag(f"best.{k}", str(v)) for k, v in params.items()],
+        )
+
+    def close(self, status: str) -> None:
+        self.client.set_terminated(self.parent_id, status=status)
+
+
+def _check_reachable(uri: str) -> None:
+    """Fail in seconds: MLflow itself retries an unreachable store for about two minutes."""
+    scheme = urlsplit(uri).scheme.split("+")[0]
+    if scheme in ("http", "https"):
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).close()
+    elif scheme in ("postgresql", "mysql", "mssql"):
+        engine = sqlalchemy.create_engine(uri)
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,143 @@
+"""Training one trial, top to bottom: seed, build, step through shuffled batches, evaluate.
+
+`TrainConfig()` is the tutorial's recipe, and this is the only place it is written down.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sweep.data import Mnist, Split
+from sweep.model import build_model
+from sweep.stats import Accuracy
+
+HYPERPARAMETERS = ("num_units", "learning_rate", "batch_size", "forget_bias")
+FIRST_TEST_IMAGES = 128  # the tutorial measured its 99.21% on this many test images
+EVAL_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a trial's weights. The defaults are the tutorial's recipe."""
+
+    num_units: int = 128
+    learning_rate: float = 0.001
+    batch_size: int = 128
+    forget_bias: float = 1.0
+    train_steps: int = 799  # `iter = 1; while iter < 800`
+    seed: int = 0
+    eval_every: int = 200  # steps between points of the validation curve
+    train_limit: int | None = None  # None: the whole split; a number: its first images
+    val_limit: int | None = None
+    test_limit: int | None = None
+
+    @classmethod
+    def field_types(cls) -> dict[str, type]:
+        """The Python type each field takes ("int | None" fields take int)."""
+        hints = {"int": int, "float": float, "int | None": int}
+        return {f.name: hints[f.type] for f in fields(cls)}
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite: further steps cannot recover, so the trial stops."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: keras.Model
+    val: Accuracy
+    test: Accuracy
+    test_first128: Accuracy
+    train_loss: float  # mean loss over the last curve interval
+    train_seconds: float  # optimizer steps only, not the evaluations between them
+    samples_per_second: float
+
+
+def batch_order(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
+    """Indices of every batch, as `input_data.next_batch` drew them: each epoch is a fresh
+    permutation, and a batch that runs off the end of one epoch continues into the next."""
+    rng = np.random.default_rng(seed)
+    needed = steps * batch_size
+    stream = np.concatenate([rng.permutation(n) for _ in range(math.ceil(needed / n))])
+    return stream[:needed].reshape(steps, batch_size)
+
+
+def accuracy(model: keras.Model, split: Split) -> Accuracy:
+    predict = _predict_fn(model)
+    correct = 0
+    for start in range(0, len(split.y), EVAL_BATCH):
+        logits = predict(split.x[start : start + EVAL_BATCH])
+        correct += int(np.sum(np.argmax(logits, axis=1) == split.y[start : start + EVAL_BATCH]))
+    return Accuracy(correct, len(split.y))
+
+
+def _predict_fn(model: keras.Model) -> Callable:
+    """One traced forward pass per model, reused by every evaluation of it."""
+    if not hasattr(model, "_sweep_predict"):
+        model._sweep_predict = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)],
+        )
+    return model._sweep_predict
+
+
+def _train_step_fn(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> Callable:
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = model.trainable_variables
+
+    @tf.function(input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32), tf.TensorSpec([None], tf.int64)])
+    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return step
+
+
+def train(
+    config: TrainConfig, mnist: Mnist, on_eval: Callable[[int, float, float], None] | None = None
+) -> TrainResult:
+    """Train one trial. `on_eval(step, val_accuracy, train_loss)` sees each point of the
+    curves as it is measured (to record it, or to prune the trial by raising)."""
+    data = mnist.limit(config.train_limit, config.val_limit, config.test_limit)
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow
+    tf.config.experimental.enable_op_determinism()
+
+    model = build_model(config.num_units, config.forget_bias)
+    optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=1e-8)  # tf.train.AdamOptimizer's epsilon
+    optimizer.build(model.trainable_variables)
+    step = _train_step_fn(model, optimizer)
+    batches = batch_order(len(data.train.y), config.batch_size, config.train_steps, config.seed)
+
+    train_seconds, recent_losses = 0.0, []
+    for k, idx in enumerate(batches, start=1):
+        started = time.perf_counter()
+        loss = float(step(data.train.x[idx], data.train.y[idx]))
+        train_seconds += time.perf_counter() - started
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"loss is {loss} at step {k}")
+        recent_losses.append(loss)
+        if k % config.eval_every == 0 or k == config.train_steps:
+            val, train_loss = accuracy(model, data.val), float(np.mean(recent_losses))
+            recent_losses = []
+            if on_eval is not None:
+                on_eval(k, val.value, train_loss)
+
+    return TrainResult(
+        model=model,
+        val=val,  # measured at the last step, just above
+        test=accuracy(model, data.test),
+        test_first128=accuracy(model, data.test.head(FIRST_TEST_IMAGES)),
+        train_loss=train_loss,
+        train_seconds=train_seconds,
+        samples_per_second=config.train_steps * config.batch_size / train_seconds,
+    )

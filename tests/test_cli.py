@@ -1,0 +1,113 @@
+"""The whole slice through the real command line: Optuna storage, MLflow store, resume, errors."""
+
+import sqlite3
+
+import keras
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from sweep.data import load_mnist
+from tests.conftest import DATA_DIR, SMOKE, run_cli
+
+
+def trial_runs(client, experiment_id):
+    runs = client.search_runs([experiment_id], "tags.`sweep.role` = 'trial'")
+    return sorted(runs, key=lambda r: int(r.data.tags["optuna.trial_number"]))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A finished 3-trial smoke study in its own folder, with the default store names."""
+    folder = tmp_path_factory.mktemp("sweep")
+    result = run_cli("--study", str(SMOKE), "--trials", "3", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+def test_sweep_reaches_target_with_baseline_first(swept):
+    folder, result = swept
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{folder}/optuna.db")
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert trials[0].params == {"num_units": 16, "learning_rate": 0.001, "batch_size": 128, "forget_bias": 1.0}
+    assert trials[1].params != trials[0].params
+    assert "trial    2" in result.stdout and "3/3 trials finished" in result.stdout
+
+
+def test_mlflow_has_one_parent_and_a_nested_run_per_trial(swept):
+    folder, _ = swept
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("smoke")
+    parents = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'study'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    runs = trial_runs(client, experiment.experiment_id)
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{folder}/optuna.db")
+    assert [r.info.run_name for r in runs] == ["trial-0000", "trial-0001", "trial-0002"]
+    for run, trial in zip(runs, study.get_trials()):
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
+        assert run.data.metrics["val_accuracy"] == pytest.approx(trial.value)  # Optuna optimises validation
+        assert int(run.data.params["num_units"]) == trial.params["num_units"]
+        assert run.data.params["mnist_md5.t10k-images-idx3-ubyte"] == "2646ac647ad5339dbf082846283269ea"
+        assert run.data.params["version.tensorflow"] and run.data.params["train_steps"] == "60"
+        curve = client.get_metric_history(run.info.run_id, "val_accuracy")
+        assert [m.step for m in curve] == [20, 40, 60]
+        for key in ("test_accuracy", "test_accuracy_first128", "train_loss", "train_seconds", "samples_per_second"):
+            assert key in run.data.metrics
+        assert run.data.metrics["test_total"] == 500 and run.data.metrics["test_first128_total"] == 128
+
+
+def test_logged_model_reproduces_logged_test_accuracy(swept):
+    folder, _ = swept
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    run = trial_runs(client, client.get_experiment_by_name("smoke").experiment_id)[1]
+    path = client.download_artifacts(run.info.run_id, "model/model.keras", str(folder))
+    import sweep.model  # noqa: F401  registers the custom layer, as any Keras custom object needs
+
+    model = keras.models.load_model(path)
+    test = load_mnist(DATA_DIR).test.head(500)
+    accuracy = np.mean(np.argmax(model.predict(test.x, verbose=0), axis=1) == test.y)
+    assert accuracy == run.data.metrics["test_accuracy"]
+
+
+def test_trials_is_a_target_not_a_count(tmp_path):
+    args = ("--study", str(SMOKE), "--study-name", "resume")
+    assert run_cli(*args, "--trials", "2", cwd=tmp_path).returncode == 0
+    again = run_cli(*args, "--trials", "2", cwd=tmp_path)
+    assert again.returncode == 0 and not [line for line in again.stdout.splitlines() if line.startswith("trial ")]
+    more = run_cli(*args, "--trials", "3", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.number for t in study.get_trials()] == [0, 1, 2]
+    assert study.get_trials()[2].params != study.get_trials()[1].params  # no replayed proposals
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name("resume")
+    assert len(client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'study'")) == 1
+    assert len(trial_runs(client, experiment.experiment_id)) == 3
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--trials", "0"], "--trials: 0 must be at least 1"),
+        (["--trials", "many"], "'many' is not a whole number"),
+        (["--timeout", "-5"], "--timeout: -5 must be a positive"),
+        (["--study", "missing.toml"], "study file missing.toml: cannot read it"),
+        (["--data-dir", "/nonexistent"], "MNIST directory /nonexistent does not exist"),
+        (["--storage", "notaurl"], "cannot open Optuna storage notaurl"),
+        (["--tracking-uri", "postgresql://u:hunter2@127.0.0.1:9/x"], "cannot open MLflow tracking store postgresql://u:***@127.0.0.1:9/x"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    result = run_cli("--study", str(SMOKE), *args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("sweep.py")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr and "hunter2" not in result.stderr + result.stdout
+    for db in tmp_path.glob("*.db"):
+        tables = sqlite3.connect(db).execute("select name from sqlite_master where name in ('runs', 'trials')")
+        for (table,) in tables:
+            assert sqlite3.connect(db).execute(f"select count(*) from {table}").fetchone()[0] == 0

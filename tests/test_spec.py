@@ -1,0 +1,82 @@
+"""Study specs: the shipped ones load, and every validation rule gives a one-line error."""
+
+import pytest
+
+from sweep.errors import SweepError
+from sweep.spec import load_spec
+from sweep.train import TrainConfig
+from tests.conftest import REPO
+
+GOOD = """
+name = "t"
+[fixed]
+train_steps = 10
+[search.num_units]
+type = "int"
+low = 32
+high = 512
+log = true
+[search.learning_rate]
+type = "float"
+low = 1e-4
+high = 1e-2
+log = true
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def test_tutorial_spec_baseline_is_the_tutorial():
+    spec = load_spec(REPO / "studies" / "tutorial.toml")
+    assert spec.baseline == TrainConfig()
+    assert set(spec.search) == {"num_units", "learning_rate", "batch_size", "forget_bias"}
+    assert spec.baseline_params() == {"num_units": 128, "learning_rate": 0.001, "batch_size": 128, "forget_bias": 1.0}
+
+
+def test_smoke_spec_limits_the_data():
+    spec = load_spec(REPO / "studies" / "smoke.toml")
+    assert spec.fixed.train_limit and spec.fixed.val_limit and spec.fixed.test_limit >= 128
+    assert spec.baseline.num_units == 16 and spec.baseline.learning_rate == TrainConfig().learning_rate
+
+
+def test_good_spec_fills_in_the_tutorial(tmp_path):
+    spec = load_spec(write(tmp_path, GOOD))
+    assert spec.fixed.train_steps == 10 and spec.fixed.batch_size == 128 and spec.fixed.forget_bias == 1.0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda t: t + "\n[extra]\na = 1\n", "unknown key 'extra'"),
+        (lambda t: t.replace('name = "t"', ""), "needs name"),
+        (lambda t: t.replace("train_steps = 10", "train_stepz = 10"), "unknown setting 'train_stepz'"),
+        (lambda t: t.replace("train_steps = 10", "train_steps = 0"), "train_steps = 0 must be positive"),
+        (lambda t: t.replace("train_steps = 10", "train_steps = 1.5"), "must be int"),
+        (lambda t: t.replace("train_steps = 10", "test_limit = 100"), "at least 128"),
+        (lambda t: t.replace("low = 32", "low = 600"), "low = 600 is above high = 512"),
+        (lambda t: t.replace("low = 1e-4", "low = 0.0"), "log range must stay above 0"),
+        (lambda t: t.replace('type = "int"', 'type = "float"'), 'use type = "int"'),
+        (lambda t: t.replace("high = 512\n", ""), "missing 'high'"),
+        (lambda t: t.replace("log = true\n[search.learning_rate]", "lg = true\n[search.learning_rate]"), "unknown key 'lg'"),
+        (lambda t: t + "\n[search.dropout]\ntype = \"float\"\nlow = 0\nhigh = 1\n", "cannot search 'dropout'"),
+        (lambda t: t + "\n[baseline]\nnum_units = 16\n", "baseline num_units = 16 lies outside its range"),
+        (lambda t: t + "\n[baseline]\nbatch_size = 64\n", "baseline.batch_size is not searched"),
+        (lambda t: t.replace("train_steps = 10", "num_units = 64"), "both fixed and searched"),
+        (lambda t: t + '\n[sampler]\ntype = "grid"\n', "sampler type 'grid'"),
+        (lambda t: t + "\nname2 = [", "not valid TOML"),
+        (lambda t: "", "is empty"),
+    ],
+)
+def test_invalid_specs_are_refused_in_one_line(tmp_path, change, message):
+    with pytest.raises(SweepError, match=message) as info:
+        load_spec(write(tmp_path, change(GOOD)))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SweepError, match="cannot read it"):
+        load_spec(tmp_path / "none.toml")
