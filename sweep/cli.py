@@ -43,16 +43,39 @@ def positive_float(text: str) -> float:
     return value
 
 
-def parser() -> Parser:
-    p = Parser(prog="sweep.py", description="Optuna sweeps of the 2017 tutorial LSTM on MNIST, recorded in MLflow.")
+def add_data_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR"),
+                   help="directory with the four MNIST IDX files (default $SWEEP_DATA_DIR; unset: download)")
+
+
+def add_tracking_uri(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+
+
+def sweep_parser() -> Parser:
+    p = Parser(
+        prog="sweep.py",
+        description="Optuna sweeps of the 2017 tutorial LSTM on MNIST, recorded in MLflow.",
+        epilog="other commands: sweep.py reproduce RUN_ID (see sweep.py reproduce --help)",
+    )
     p.add_argument("--trials", type=positive_int, default=20, help="target number of finished trials in the study (default 20)")
     p.add_argument("--study", type=Path, default=DEFAULT_STUDY, help="study spec, TOML (default studies/tutorial.toml)")
     p.add_argument("--study-name", help="Optuna study and MLflow experiment name (default: the spec's name)")
-    p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR"),
-                   help="directory with the four MNIST IDX files (default $SWEEP_DATA_DIR; unset: download)")
+    add_data_dir(p)
     p.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL (default sqlite:///optuna.db)")
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+    add_tracking_uri(p)
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
+    return p
+
+
+def reproduce_parser() -> Parser:
+    p = Parser(prog="sweep.py reproduce", description="Train a logged trial again from its MLflow run and compare results.")
+    p.add_argument("run_id", nargs="?", help="the trial's MLflow run id")
+    p.add_argument("--study-name", help="with --trial: find the run by study and trial number instead")
+    p.add_argument("--trial", type=int, help="the trial number, with --study-name")
+    p.add_argument("--evaluate-only", action="store_true", help="re-evaluate the logged model instead of re-training")
+    add_data_dir(p)
+    add_tracking_uri(p)
     return p
 
 
@@ -62,27 +85,29 @@ def quiet_libraries() -> None:
 
     import optuna
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sweep.data import load_mnist
     from sweep.spec import load_spec
     from sweep.study import finished_trials, open_study, run_study
-    from sweep.tracking import Tracker
+    from sweep.tracking import StudyTracker, connect
 
     quiet_libraries()
     spec = load_spec(args.study)
     if args.study_name:
         spec = dataclasses.replace(spec, name=args.study_name)
     mnist = load_mnist(args.data_dir)
-    tracker = Tracker(args.tracking_uri, spec)
+    client = connect(args.tracking_uri)
     study = open_study(spec, args.storage)
-    tracker.start(args.storage)
+    tracker = StudyTracker(client, spec, args.storage)
 
     done = finished_trials(study)
     started = time.monotonic()
@@ -107,8 +132,31 @@ def run(args: argparse.Namespace) -> None:
     print(f"study '{spec.name}': {finished_trials(study)}/{args.trials} trials finished ({minutes:.1f} min in this run)")
     if study.best_trials:
         best = study.best_trial
-        print(f"best on validation: trial {best.number}, val {100 * best.value:.2f}%, test {best.user_attrs['test']}, "
-              f"first 128 test images {best.user_attrs['test_first128']}")
+        print(f"best on validation: trial {best.number}, val {best.user_attrs['val_accuracy']}, "
+              f"test {best.user_attrs['test_accuracy']}, first 128 test images {best.user_attrs['test_accuracy_first128']}")
+    return 0
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    """Exit 0 when the reproduction agrees with the logged result, 1 when it does not."""
+    if (args.run_id is None) == (args.study_name is None or args.trial is None):
+        raise SweepError("give either a RUN_ID or both --study-name and --trial")
+    quiet_libraries()
+    from sweep import reproduce as rep
+    from sweep.data import load_mnist
+    from sweep.tracking import connect
+
+    client = connect(args.tracking_uri)
+    run = rep.find_run(client, args.run_id, args.study_name, args.trial)
+    mnist = load_mnist(args.data_dir)
+    how = "re-evaluating its logged model" if args.evaluate_only else "re-training it"
+    print(f"reproducing {run.info.run_name} (run {run.info.run_id}) by {how}")
+    comparison = rep.reproduce(client, run, mnist, args.evaluate_only)
+    print("\n".join(rep.comparison_lines(comparison)))
+    return 0 if comparison.agrees else 1
+
+
+COMMANDS = {"reproduce": (reproduce_parser, reproduce)}
 
 
 def trial_line(trial) -> str:
@@ -119,7 +167,7 @@ def trial_line(trial) -> str:
     if trial.value is None:
         return f"{head}  {trial.state.name.lower()}"
     a = trial.user_attrs
-    return f"{head}  val {100 * trial.value:.2f}%  test {a['test']}  first128 {a['test_first128']}  {a['train_seconds']:.1f}s"
+    return f"{head}  val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  {a['train_seconds']:.0f}s"
 
 
 def secrets(args: argparse.Namespace) -> list[str]:
@@ -134,13 +182,18 @@ def secrets(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    make_parser, command = COMMANDS.get(argv[0], (None, None)) if argv else (None, None)
+    if command is None:
+        args = sweep_parser().parse_args(argv)
+        command = run
+    else:
+        args = make_parser().parse_args(argv[1:])
     try:
-        run(args)
+        return command(args)
     except SweepError as e:
         message = str(e)
         for secret in secrets(args):
             message = message.replace(secret, "***")
         print(f"sweep.py: error: {message}", file=sys.stderr)
         return 2
-    return 0

@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.data import Mnist
 from sweep.errors import SweepError
 from sweep.spec import Spec
-from sweep.tracking import Tracker, mask_url
+from sweep.tracking import StudyTracker, mask_url
 from sweep.train import HYPERPARAMETERS, TrainingDiverged, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -53,7 +53,7 @@ def claimed_trials(study: optuna.Study) -> int:
 def run_study(
     study: optuna.Study,
     spec: Spec,
-    tracker: Tracker,
+    tracker: StudyTracker,
     mnist: Mnist,
     target: int,
     timeout: float | None = None,
@@ -68,11 +68,10 @@ def run_study(
             result = train(config, mnist, on_eval=run.log_curve_point)
             run.log_result(result, config.train_steps)
         # For reading only (progress lines, optuna-dashboard): Optuna optimises validation accuracy.
-        for key, acc in (("test", result.test), ("test_first128", result.test_first128)):
-            trial.set_user_attr(f"{key}_accuracy", acc.value)
-            trial.set_user_attr(key, str(acc))
+        for name, acc in result.accuracies.items():
+            trial.set_user_attr(name, str(acc))
         trial.set_user_attr("train_seconds", result.train_seconds)
-        return result.val.value
+        return result.val_accuracy
 
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state == TrialState.COMPLETE and study.best_trial.number == trial.number:

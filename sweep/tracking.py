@@ -24,6 +24,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from sweep.errors import SweepError
 from sweep.spec import Spec
+from sweep.stats import Accuracy
 from sweep.train import TrainConfig, TrainResult
 
 ROLE = "sweep.role"  # "study" on a parent run, "trial" on a trial's run
@@ -74,51 +75,75 @@ class TrialRun:
 
     def __init__(self, client: MlflowClient, run_id: str):
         self.client, self.run_id = client, run_id
+        self._logged: set[tuple[str, int, float]] = set()  # the last curve point is also a final metric
+
+    def _log(self, values: dict[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        new = {(k, step, float(v)) for k, v in values.items()} - self._logged
+        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, step, v in sorted(new)])
+        self._logged |= new
 
     def log_curve_point(self, step: int, val_accuracy: float, train_loss: float) -> None:
-        now = int(time.time() * 1000)
-        metrics = [Metric("val_accuracy", val_accuracy, now, step), Metric("train_loss", train_loss, now, step)]
-        self.client.log_batch(self.run_id, metrics=metrics)
+        self._log({"val_accuracy": val_accuracy, "train_loss": train_loss}, step)
+
+    def log_accuracies(self, accuracies: dict[str, Accuracy], step: int) -> None:
+        """Each accuracy metric, with the counts and the 95% interval behind it."""
+        values = {}
+        for name, acc in accuracies.items():
+            low, high = acc.interval()
+            values.update({name: acc.value, f"{name}_correct": acc.correct, f"{name}_total": acc.total})
+            values.update({f"{name}_ci95_low": low, f"{name}_ci95_high": high})
+        self._log(values, step)
 
     def log_result(self, result: TrainResult, step: int) -> None:
-        now = int(time.time() * 1000)
-        values = {  # val_accuracy and train_loss at the last step are the curves' last points
-            "test_accuracy": result.test.value,
-            "test_accuracy_first128": result.test_first128.value,
-            "train_seconds": result.train_seconds,
-            "samples_per_second": result.samples_per_second,
-        }
-        for name, acc in (("val", result.val), ("test", result.test), ("test_first128", result.test_first128)):
-            low, high = acc.interval()
-            values.update({f"{name}_correct": acc.correct, f"{name}_total": acc.total})
-            values.update({f"{name}_ci95_low": low, f"{name}_ci95_high": high})
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in values.items()])
+        self.log_accuracies(result.accuracies, step)
+        self._log({"train_seconds": result.train_seconds, "samples_per_second": result.samples_per_second}, step)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.keras"
             result.model.save(path)
             self.client.log_artifact(self.run_id, str(path), artifact_path="model")
 
 
-class Tracker:
+def connect(tracking_uri: str) -> MlflowClient:
+    """A client for a store that answers; nothing is written yet."""
+    try:
+        _check_reachable(tracking_uri)
+        client = MlflowClient(tracking_uri)
+        client.search_experiments(max_results=1)
+    except Exception as e:  # MLflow raises many types for an unusable store; all mean the same
+        raise SweepError(f"cannot open MLflow tracking store {mask_url(tracking_uri)}: {_first_line(e)}") from None
+    return client
+
+
+@contextmanager
+def config_run(
+    client: MlflowClient, experiment_id: str, name: str, config: TrainConfig, md5: dict[str, str], tags: dict[str, str]
+) -> Iterator[TrialRun]:
+    """A run about one configuration (a trial, or a reproduction of one), its params logged
+    first: FINISHED if the body returns, FAILED or KILLED (reason in the tag `sweep.failure`)
+    if it raises."""
+    commit = git_commit()
+    run = client.create_run(experiment_id, run_name=name, tags={**tags, **({"sweep.git_commit": commit} if commit else {})})
+    run_id = run.info.run_id
+    params = {**config_params(config), **environment(md5)}
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    try:
+        yield TrialRun(client, run_id)
+    except BaseException as e:
+        client.log_batch(run_id, tags=[RunTag("sweep.failure", f"{type(e).__name__}: {e}"[:5000])])
+        client.set_terminated(run_id, status="KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+class StudyTracker:
     """The study's experiment and parent run, found again when the study continues."""
 
-    def __init__(self, tracking_uri: str, spec: Spec):
-        """Checks that the store answers; writes nothing yet."""
-        self.spec = spec
-        try:
-            _check_reachable(tracking_uri)
-            self.client = MlflowClient(tracking_uri)
-            self._experiment = self.client.get_experiment_by_name(spec.name)
-        except Exception as e:  # MLflow raises many types for an unusable store; all mean the same
-            raise SweepError(f"cannot open MLflow tracking store {mask_url(tracking_uri)}: {_first_line(e)}") from None
-
-    def start(self, storage_url: str) -> None:
-        """Create (or find again) the study's experiment and its parent run."""
-        experiment = self._experiment
+    def __init__(self, client: MlflowClient, spec: Spec, storage_url: str):
+        self.client, self.spec = client, spec
+        experiment = client.get_experiment_by_name(spec.name)
         if experiment is None:
-            self.experiment_id = self.client.create_experiment(
-                self.spec.name, tags={"mlflow.note.content": self.spec.description}
-            )
+            self.experiment_id = client.create_experiment(spec.name, tags={"mlflow.note.content": spec.description})
         else:
             self.experiment_id = experiment.experiment_id
         self.parent_id = self._parent_run(storage_url)
@@ -143,30 +168,11 @@ class Tracker:
         self.client.log_text(run.info.run_id, self.spec.source, "study.toml")
         return run.info.run_id
 
-    @contextmanager
-    def trial_run(self, number: int, config: TrainConfig, md5: dict[str, str]) -> Iterator[TrialRun]:
-        """A nested run for one trial: FINISHED if the body returns, FAILED (with the reason) if it raises."""
-        tags = {
-            MLFLOW_PARENT_RUN_ID: self.parent_id,
-            ROLE: "trial",
-            "optuna.study_name": self.spec.name,
-            "optuna.trial_number": str(number),
-        }
-        commit = git_commit()
-        if commit:
-            tags["sweep.git_commit"] = commit
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number:04d}", tags=tags)
-        run_id = run.info.run_id
-        params = {**config_params(config), **environment(md5)}
-        self.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
-        try:
-            yield TrialRun(self.client, run_id)
-        except BaseException as e:
-            self.client.log_batch(run_id, tags=[RunTag("sweep.failure", f"{type(e).__name__}: {e}"[:5000])])
-            status = "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED"
-            self.client.set_terminated(run_id, status=status)
-            raise
-        self.client.set_terminated(run_id, status="FINISHED")
+    def trial_run(self, number: int, config: TrainConfig, md5: dict[str, str]):
+        """The trial's run, nested under the study's parent run."""
+        tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, ROLE: "trial", "optuna.study_name": self.spec.name,
+                "optuna.trial_number": str(number)}
+        return config_run(self.client, self.experiment_id, f"trial-{number:04d}", config, md5, tags)
 
     def record_best(self, number: int, params: dict, val_accuracy: float, run_id: str) -> None:
         """The best trial so far, on the parent run, so the study's page answers "which one?"."""

@@ -52,12 +52,14 @@ class TrainingDiverged(Exception):
 @dataclass(frozen=True)
 class TrainResult:
     model: keras.Model
-    val: Accuracy
-    test: Accuracy
-    test_first128: Accuracy
+    accuracies: dict[str, Accuracy]  # val_accuracy, test_accuracy, test_accuracy_first128
     train_loss: float  # mean loss over the last curve interval
     train_seconds: float  # optimizer steps only, not the evaluations between them
     samples_per_second: float
+
+    @property
+    def val_accuracy(self) -> float:
+        return self.accuracies["val_accuracy"].value
 
 
 def batch_order(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
@@ -67,6 +69,14 @@ def batch_order(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
     needed = steps * batch_size
     stream = np.concatenate([rng.permutation(n) for _ in range(math.ceil(needed / n))])
     return stream[:needed].reshape(steps, batch_size)
+
+
+def test_accuracies(model: keras.Model, data: Mnist) -> dict[str, Accuracy]:
+    """The rules of method: all test images, and beside it the tutorial's first 128."""
+    return {
+        "test_accuracy": accuracy(model, data.test),
+        "test_accuracy_first128": accuracy(model, data.test.head(FIRST_TEST_IMAGES)),
+    }
 
 
 def accuracy(model: keras.Model, split: Split) -> Accuracy:
@@ -134,9 +144,7 @@ def train(
 
     return TrainResult(
         model=model,
-        val=val,  # measured at the last step, just above
-        test=accuracy(model, data.test),
-        test_first128=accuracy(model, data.test.head(FIRST_TEST_IMAGES)),
+        accuracies={"val_accuracy": val, **test_accuracies(model, data)},  # val: measured at the last step
         train_loss=train_loss,
         train_seconds=train_seconds,
         samples_per_second=config.train_steps * config.batch_size / train_seconds,

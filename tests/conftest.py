@@ -35,3 +35,18 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600
     return subprocess.run(
         [sys.executable, str(REPO / "sweep.py"), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@pytest.fixture(scope="session")
+def swept(tmp_path_factory):
+    """A finished 3-trial smoke study in its own folder, with the default store names."""
+    folder = tmp_path_factory.mktemp("sweep")
+    result = run_cli("--study", str(SMOKE), "--trials", "3", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+def trial_runs(client, experiment_id):
+    """A study's trial runs, in trial order."""
+    runs = client.search_runs([experiment_id], "tags.`sweep.role` = 'trial'")
+    return sorted(runs, key=lambda r: int(r.data.tags["optuna.trial_number"]))

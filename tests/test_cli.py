@@ -9,21 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from sweep.data import load_mnist
-from tests.conftest import DATA_DIR, SMOKE, run_cli
-
-
-def trial_runs(client, experiment_id):
-    runs = client.search_runs([experiment_id], "tags.`sweep.role` = 'trial'")
-    return sorted(runs, key=lambda r: int(r.data.tags["optuna.trial_number"]))
-
-
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    """A finished 3-trial smoke study in its own folder, with the default store names."""
-    folder = tmp_path_factory.mktemp("sweep")
-    result = run_cli("--study", str(SMOKE), "--trials", "3", cwd=folder)
-    assert result.returncode == 0, result.stderr
-    return folder, result
+from tests.conftest import DATA_DIR, SMOKE, run_cli, trial_runs
 
 
 def test_sweep_reaches_target_with_baseline_first(swept):
@@ -57,7 +43,9 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(swept):
         assert [m.step for m in curve] == [20, 40, 60]
         for key in ("test_accuracy", "test_accuracy_first128", "train_loss", "train_seconds", "samples_per_second"):
             assert key in run.data.metrics
-        assert run.data.metrics["test_total"] == 500 and run.data.metrics["test_first128_total"] == 128
+        assert run.data.metrics["test_accuracy_total"] == 500 and run.data.metrics["test_accuracy_first128_total"] == 128
+        low, high = run.data.metrics["test_accuracy_ci95_low"], run.data.metrics["test_accuracy_ci95_high"]
+        assert low < run.data.metrics["test_accuracy"] < high
 
 
 def test_logged_model_reproduces_logged_test_accuracy(swept):

@@ -22,7 +22,7 @@ def test_same_config_gives_identical_weights_and_curve(mnist):
     for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert curves[0] == curves[1] and [p[0] for p in curves[0]] == [20, 40]
-    assert runs[0].test == runs[1].test
+    assert runs[0].accuracies == runs[1].accuracies
 
 
 def test_another_seed_gives_other_weights(mnist):
@@ -35,6 +35,7 @@ def test_training_learns_and_reports_counts(mnist):
     config = TrainConfig(num_units=32, learning_rate=0.005, train_steps=100, eval_every=50,
                          train_limit=5000, val_limit=500, test_limit=1000)
     result = train(config, mnist)
-    assert result.val.total == 500 and result.test.total == 1000 and result.test_first128.total == 128
-    assert result.test.value > 0.5  # chance is 0.1
+    totals = {name: acc.total for name, acc in result.accuracies.items()}
+    assert totals == {"val_accuracy": 500, "test_accuracy": 1000, "test_accuracy_first128": 128}
+    assert result.accuracies["test_accuracy"].value > 0.5  # chance is 0.1
     assert result.train_seconds > 0 and result.samples_per_second > 0
