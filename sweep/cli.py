@@ -56,15 +56,37 @@ def sweep_parser() -> Parser:
     p = Parser(
         prog="sweep.py",
         description="Optuna sweeps of the 2017 tutorial LSTM on MNIST, recorded in MLflow.",
-        epilog="other commands: sweep.py reproduce RUN_ID (see sweep.py reproduce --help)",
+        epilog="other commands: sweep.py report | baseline | reproduce RUN_ID (each with --help)",
     )
     p.add_argument("--trials", type=positive_int, default=20, help="target number of finished trials in the study (default 20)")
-    p.add_argument("--study", type=Path, default=DEFAULT_STUDY, help="study spec, TOML (default studies/tutorial.toml)")
-    p.add_argument("--study-name", help="Optuna study and MLflow experiment name (default: the spec's name)")
+    add_study_options(p)
     add_data_dir(p)
     p.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL (default sqlite:///optuna.db)")
     add_tracking_uri(p)
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
+    return p
+
+
+def add_study_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", type=Path, default=DEFAULT_STUDY, help="study spec, TOML (default studies/tutorial.toml)")
+    p.add_argument("--study-name", help="Optuna study and MLflow experiment name (default: the spec's name)")
+
+
+def report_parser() -> Parser:
+    p = Parser(prog="sweep.py report", description="Write the study's report (CSV, Markdown, HTML, plots) and log it to MLflow.")
+    p.add_argument("--study-name", default="tutorial", help="the study (default tutorial)")
+    p.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL (default sqlite:///optuna.db)")
+    add_tracking_uri(p)
+    p.add_argument("--out", type=Path, help="output folder (default reports/<study>/)")
+    return p
+
+
+def baseline_parser() -> Parser:
+    p = Parser(prog="sweep.py baseline", description="Train the study's baseline (the tutorial) with several seeds.")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..K-1; recorded seeds are not trained again (default 5)")
+    add_study_options(p)
+    add_data_dir(p)
+    add_tracking_uri(p)
     return p
 
 
@@ -80,9 +102,21 @@ def reproduce_parser() -> Parser:
 
 
 def quiet_libraries() -> None:
-    """Our own lines say what happened; Optuna's and MLflow's INFO logs would repeat it."""
+    """Our own lines say what happened; the libraries' start-up chatter would bury them.
+
+    TensorFlow's C++ side logs at load time before any log level applies, so stderr is
+    closed for the length of that import (Python errors still show: it is restored first)."""
     import logging
 
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
     import optuna
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -92,18 +126,23 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def load_study_spec(args: argparse.Namespace):
+    from sweep.spec import load_spec
+
+    spec = load_spec(args.study)
+    return dataclasses.replace(spec, name=args.study_name) if args.study_name else spec
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from sweep.data import load_mnist
-    from sweep.spec import load_spec
+    from sweep.report import write_report
     from sweep.study import finished_trials, open_study, run_study
     from sweep.tracking import StudyTracker, connect
 
     quiet_libraries()
-    spec = load_spec(args.study)
-    if args.study_name:
-        spec = dataclasses.replace(spec, name=args.study_name)
+    spec = load_study_spec(args)
     mnist = load_mnist(args.data_dir)
     client = connect(args.tracking_uri)
     study = open_study(spec, args.storage)
@@ -128,12 +167,49 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         if status != "RUNNING":
             tracker.close(status)
+    out = Path("reports") / spec.name
+    write_report(study, client, out)
     minutes = (time.monotonic() - started) / 60
     print(f"study '{spec.name}': {finished_trials(study)}/{args.trials} trials finished ({minutes:.1f} min in this run)")
     if study.best_trials:
         best = study.best_trial
         print(f"best on validation: trial {best.number}, val {best.user_attrs['val_accuracy']}, "
               f"test {best.user_attrs['test_accuracy']}, first 128 test images {best.user_attrs['test_accuracy_first128']}")
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    quiet_libraries()
+    from sweep.report import write_report
+    from sweep.study import load_study
+    from sweep.tracking import connect
+
+    client = connect(args.tracking_uri)
+    study = load_study(args.study_name, args.storage)
+    out = args.out or Path("reports") / args.study_name
+    frame = write_report(study, client, out)
+    print(f"report of {len(frame)} trials: {out / 'report.md'}, {out / 'report.html'}, {out / 'trials.csv'}")
+    return 0
+
+
+def baseline(args: argparse.Namespace) -> int:
+    quiet_libraries()
+    from sweep.baseline import run_baseline
+    from sweep.data import load_mnist
+    from sweep.tracking import connect
+
+    spec = load_study_spec(args)
+    mnist = load_mnist(args.data_dir)
+    client = connect(args.tracking_uri)
+
+    def on_seed(seed, result) -> None:
+        a = {k: str(v) for k, v in result.accuracies.items()}
+        print(f"seed {seed}  val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  "
+              f"{result.train_seconds:.0f}s")
+
+    run_baseline(client, spec, mnist, args.seeds, on_seed)
+    print(f"baseline of '{spec.name}': seeds 0-{args.seeds - 1} recorded; see `python sweep.py report --study-name {spec.name}`")
     return 0
 
 
@@ -156,7 +232,11 @@ def reproduce(args: argparse.Namespace) -> int:
     return 0 if comparison.agrees else 1
 
 
-COMMANDS = {"reproduce": (reproduce_parser, reproduce)}
+COMMANDS = {
+    "report": (report_parser, report),
+    "baseline": (baseline_parser, baseline),
+    "reproduce": (reproduce_parser, reproduce),
+}
 
 
 def trial_line(trial) -> str:

@@ -84,9 +84,10 @@ def environment_changes(run: Run, md5: dict[str, str]) -> list[str]:
     """What differs between the run's environment and this one, one phrase each."""
     now = environment(md5)
     changes = [f"{k} {run.data.params[k]} logged, {v} here" for k, v in now.items() if run.data.params.get(k, v) != v]
-    logged_commit, commit = run.data.tags.get("sweep.git_commit"), git_commit()
+    logged_commit, commit = run.data.tags.get("sweep.git_commit"), git_commit() or "unknown"
     if logged_commit and logged_commit != commit:
-        changes.append(f"tool commit {logged_commit[:12]} logged, {(commit or 'unknown')[:12]} here")
+        short = lambda c: c[:12] + ("-dirty" if c.endswith("-dirty") else "")  # noqa: E731
+        changes.append(f"tool commit {short(logged_commit)} logged, {short(commit)} here")
     return changes
 
 

@@ -21,13 +21,25 @@ from sweep.train import HYPERPARAMETERS, TrainingDiverged, train
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def connect_storage(storage_url: str) -> optuna.storages.RDBStorage:
+    try:
+        return optuna.storages.RDBStorage(storage_url)
+    except Exception as e:  # SQLAlchemy raises a different type for each way a URL can be wrong
+        raise SweepError(f"cannot open Optuna storage {mask_url(storage_url)}: {str(e).splitlines()[0]}") from None
+
+
+def load_study(study_name: str, storage_url: str) -> optuna.Study:
+    """An existing study, for reading."""
+    storage = connect_storage(storage_url)
+    if study_name not in {s.study_name for s in storage.get_all_studies()}:
+        raise SweepError(f"no study '{study_name}' in Optuna storage {mask_url(storage_url)} (see --storage, --study-name)")
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
 def open_study(spec: Spec, storage_url: str) -> optuna.Study:
     """Load or create the study; a new one gets the baseline as trial 0."""
     name = spec.name
-    try:
-        storage = optuna.storages.RDBStorage(storage_url)
-    except Exception as e:  # SQLAlchemy raises a different type for each way a URL can be wrong
-        raise SweepError(f"cannot open Optuna storage {mask_url(storage_url)}: {str(e).splitlines()[0]}") from None
+    storage = connect_storage(storage_url)
     study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True)
     study.sampler = spec.make_sampler(len(study.get_trials(deepcopy=False)))
     recorded = study.user_attrs.get("spec_digest")

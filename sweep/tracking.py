@@ -136,16 +136,20 @@ def config_run(
     client.set_terminated(run_id, status="FINISHED")
 
 
+def experiment_id(client: MlflowClient, spec: Spec) -> str:
+    """The study's experiment, created on first use."""
+    experiment = client.get_experiment_by_name(spec.name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(spec.name, tags={"mlflow.note.content": spec.description})
+
+
 class StudyTracker:
     """The study's experiment and parent run, found again when the study continues."""
 
     def __init__(self, client: MlflowClient, spec: Spec, storage_url: str):
         self.client, self.spec = client, spec
-        experiment = client.get_experiment_by_name(spec.name)
-        if experiment is None:
-            self.experiment_id = client.create_experiment(spec.name, tags={"mlflow.note.content": spec.description})
-        else:
-            self.experiment_id = experiment.experiment_id
+        self.experiment_id = experiment_id(client, spec)
         self.parent_id = self._parent_run(storage_url)
 
     def _parent_run(self, storage_url: str) -> str:

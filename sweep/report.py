@@ -1,0 +1,261 @@
+"""Reports that hold every result against the tutorial's 99.21%.
+
+One pandas DataFrame, one row per trial, joins the Optuna study (states, parameters, the
+validation objective) with its MLflow runs (test accuracies and their counts). Everything on
+the page is computed from that table and the baseline's seed runs.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+from sweep.baseline import baseline_runs  # noqa: E402
+from sweep.errors import SweepError  # noqa: E402
+from sweep.stats import Accuracy  # noqa: E402
+from sweep.tracking import ROLE  # noqa: E402
+from sweep.train import HYPERPARAMETERS  # noqa: E402
+
+CLAIM = 0.9921  # the tutorial's figure
+CLAIM_COUNTS = Accuracy(127, 128)  # what it was: 127 of the first 128 test images
+METRICS = ("val_accuracy", "test_accuracy", "test_accuracy_first128")
+IMPORTANCE_MIN_TRIALS = 10  # fANOVA on fewer completed trials is noise
+TOP = 10
+
+
+def trials_frame(study: optuna.Study, client: MlflowClient) -> pd.DataFrame:
+    """One row per trial: number, state, the hyperparameters, accuracies with counts, MLflow run id."""
+    experiment = client.get_experiment_by_name(study.study_name)
+    runs = {}
+    if experiment is not None:
+        for run in client.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'trial'"):
+            runs[run.info.run_id] = run
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        row = {"number": trial.number, "state": trial.state.name, **{p: trial.params.get(p) for p in HYPERPARAMETERS}}
+        metrics = runs[run_id].data.metrics if run_id in runs else {}
+        for m in METRICS:
+            row[m] = metrics.get(m)
+            row[f"{m}_correct"] = metrics.get(f"{m}_correct")
+            row[f"{m}_total"] = metrics.get(f"{m}_total")
+        row["train_seconds"] = metrics.get("train_seconds")
+        row["baseline"] = bool(trial.user_attrs.get("baseline", False))
+        row["mlflow_run_id"] = run_id
+        rows.append(row)
+    columns = ["number", "state", *HYPERPARAMETERS]
+    columns += [f"{m}{s}" for m in METRICS for s in ("", "_correct", "_total")] + ["train_seconds", "baseline", "mlflow_run_id"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def accuracy_of(row: pd.Series, metric: str) -> Accuracy:
+    return Accuracy(int(row[f"{metric}_correct"]), int(row[f"{metric}_total"]))
+
+
+def claim_verdict(acc: Accuracy, claim: float = CLAIM) -> str:
+    """Where the claim lies relative to the 95% interval of a measured accuracy."""
+    low, high = acc.interval()
+    return "below" if claim < low else "above" if claim > high else "inside"
+
+
+def verdict_sentence(acc: Accuracy) -> str:
+    return {
+        "below": "99.21% lies below this interval: the result beats the claim.",
+        "inside": "99.21% lies inside this interval: the result is consistent with the claim.",
+        "above": "99.21% lies above this interval: the result falls short of the claim.",
+    }[claim_verdict(acc)]
+
+
+def baseline_frame(client: MlflowClient, study_name: str) -> pd.DataFrame:
+    rows = []
+    for run in baseline_runs(client, study_name):
+        m = run.data.metrics
+        rows.append({
+            "seed": int(run.data.params["seed"]),
+            **{k: m.get(k) for k in METRICS},
+            **{f"{k}{s}": m.get(f"{k}{s}") for k in METRICS for s in ("_correct", "_total")},
+            "mlflow_run_id": run.info.run_id,
+        })
+    counts = [f"{k}{s}" for k in METRICS for s in ("_correct", "_total")]
+    return pd.DataFrame(rows, columns=["seed", *METRICS, *counts, "mlflow_run_id"])
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[pd.DataFrame] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def claim_section() -> Section:
+    low, high = CLAIM_COUNTS.interval()
+    return Section("The claim", [
+        f"The tutorial reports 99.21% test accuracy. It was measured on the first 128 test images: "
+        f"127/128 = {pct(CLAIM_COUNTS.value)}, whose 95% Wilson interval is {pct(low)} – {pct(high)}. "
+        f"Every accuracy below is given with its set size n and its 95% Wilson interval."
+    ])
+
+
+def baseline_section(baseline: pd.DataFrame) -> Section:
+    if baseline.empty:
+        return Section("The baseline over seeds", ["No baseline runs yet: run `python sweep.py baseline --seeds 5`."])
+    stats = (baseline[["test_accuracy", "test_accuracy_first128"]].agg(["mean", "std", "min", "max"]) * 100).round(2)
+    n = int(baseline["test_accuracy_total"].iloc[0])
+    stats.columns = [f"all test images (n={n}), %", "first 128 test images (n=128), %"]
+    stats.insert(0, "over seeds", stats.index)
+    hits = int((baseline["test_accuracy_first128_correct"] >= CLAIM_COUNTS.correct).sum())
+    return Section(
+        "The baseline over seeds",
+        [f"The study's baseline (trial 0's configuration; in studies/tutorial.toml the tutorial itself) trained "
+         f"with {len(baseline)} seeds ({', '.join(map(str, baseline['seed']))}). {hits} of {len(baseline)} seeds "
+         f"reached 127/128 or better on the first 128 test images, as the tutorial did."],
+        [stats],
+    )
+
+
+def best_section(frame: pd.DataFrame) -> Section:
+    done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy", "test_accuracy"])
+    if done.empty:
+        return Section("The best trial on validation", ["No completed trials yet."])
+    best = done.loc[done["val_accuracy"].idxmax()]
+    test, first = accuracy_of(best, "test_accuracy"), accuracy_of(best, "test_accuracy_first128")
+    params = ", ".join(f"{p}={best[p]:.4g}" for p in HYPERPARAMETERS if pd.notna(best[p]))
+    return Section("The best trial on validation", [
+        f"Trial {int(best['number'])} ({params}) has the best validation accuracy, "
+        f"{accuracy_of(best, 'val_accuracy')}. Its test accuracy: {test} on all test images; "
+        f"{first} on the first 128 (the tutorial's measure).",
+        verdict_sentence(test),
+    ])
+
+
+def top_section(frame: pd.DataFrame) -> Section:
+    done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy"]).nlargest(TOP, "val_accuracy")
+    table = done[["number", *HYPERPARAMETERS]].copy()
+    for m in METRICS:
+        table[m] = [str(accuracy_of(row, m)) for _, row in done.iterrows()]
+    return Section(f"Top {len(table)} trials by validation accuracy", [], [table.reset_index(drop=True)])
+
+
+def importance_section(study: optuna.Study, frame: pd.DataFrame) -> Section:
+    done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy"])
+    rows = []
+    for p in HYPERPARAMETERS:
+        if done[p].nunique() > 1:
+            rho, _ = spearmanr(done[p], done["val_accuracy"])
+            rows.append({"parameter": p, "spearman_rho_with_val_accuracy": round(float(rho), 3),
+                         "low": done[p].min(), "high": done[p].max(),
+                         "value_in_best_trial": done.loc[done["val_accuracy"].idxmax(), p]})
+    section = Section("Which hyperparameters matter", [], [pd.DataFrame(rows)] if rows else [])
+    if len(done) >= IMPORTANCE_MIN_TRIALS:
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        table = pd.DataFrame({"parameter": list(importances), "fanova_importance": [round(v, 3) for v in importances.values()]})
+        section.text.append(f"Optuna's fANOVA importances over {len(done)} completed trials (validation accuracy):")
+        section.tables.insert(0, table)
+    else:
+        section.text.append(f"Only {len(done)} completed trials: fANOVA importances need {IMPORTANCE_MIN_TRIALS}. "
+                            "The plain view below ranks each parameter by its rank correlation with validation accuracy.")
+    return section
+
+
+def plots(frame: pd.DataFrame, out: Path) -> list[str]:
+    done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy", "test_accuracy"])
+    names = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+        names.append(name)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(done["number"], 100 * done["val_accuracy"], "o", label="trial")
+    ax.plot(done["number"], 100 * done["val_accuracy"].cummax(), "-", drawstyle="steps-post", label="best so far")
+    ax.axhline(100 * CLAIM, color="red", linestyle="--", label="99.21% claim")
+    ax.set(xlabel="trial", ylabel="validation accuracy, %", title="Optimisation history")
+    ax.legend()
+    save(fig, "history.png")
+
+    fig, axes = plt.subplots(2, 2, figsize=(8, 6))
+    for ax, p in zip(axes.ravel(), HYPERPARAMETERS):
+        ax.plot(done[p], 100 * done["test_accuracy"], "o")
+        ax.axhline(100 * CLAIM, color="red", linestyle="--")
+        ax.set(xlabel=p, ylabel="test accuracy, %")
+        if p in ("num_units", "learning_rate", "batch_size"):
+            ax.set_xscale("log")
+    save(fig, "test_vs_params.png")
+
+    for name, (x, y, xl, yl) in {
+        "val_vs_test.png": ("val_accuracy", "test_accuracy", "validation", "test (all images)"),
+        "full_vs_first128.png": ("test_accuracy", "test_accuracy_first128", "test (all images)", "first 128 test images"),
+    }.items():
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.plot(100 * done[x], 100 * done[y], "o")
+        ax.axhline(100 * CLAIM, color="red", linestyle="--", label="99.21% claim")
+        ax.set(xlabel=f"{xl} accuracy, %", ylabel=f"{yl} accuracy, %")
+        ax.legend()
+        save(fig, name)
+    return names
+
+
+def render_markdown(title: str, sections: list[Section]) -> str:
+    parts = [f"# {title}"]
+    for s in sections:
+        parts.append(f"## {s.title}")
+        parts += s.text
+        parts += [t.to_markdown(index=False) for t in s.tables]
+        parts += [f"![{name}]({name})" for name in s.images]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(title: str, sections: list[Section]) -> str:
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for s in sections:
+        body.append(f"<h2>{html.escape(s.title)}</h2>")
+        body += [f"<p>{html.escape(t)}</p>" for t in s.text]
+        body += [t.to_html(index=False, border=0) for t in s.tables]
+        body += [f'<img src="{name}" alt="{name}">' for name in s.images]
+    style = "body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+
+
+def write_report(study: optuna.Study, client: MlflowClient, out: Path) -> pd.DataFrame:
+    """Write trials.csv, report.md, report.html and the plots to `out`, and log them as
+    artifacts (`report/`) of the study's parent MLflow run. Returns the trials table."""
+    frame = trials_frame(study, client)
+    if frame.empty:
+        raise SweepError(f"study '{study.study_name}' has no trials yet")
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "trials.csv", index=False)
+    sections = [
+        claim_section(),
+        baseline_section(baseline_frame(client, study.study_name)),
+        best_section(frame),
+        top_section(frame),
+        importance_section(study, frame),
+        Section("Plots", ["Red dashed lines: the tutorial's 99.21%."], [], plots(frame, out)),
+    ]
+    title = f"Study '{study.study_name}': {int((frame['state'] == 'COMPLETE').sum())} completed of {len(frame)} trials"
+    (out / "report.md").write_text(render_markdown(title, sections))
+    (out / "report.html").write_text(render_html(title, sections))
+    experiment = client.get_experiment_by_name(study.study_name)
+    if experiment is not None:
+        parents = client.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
+        if parents:
+            client.log_artifacts(parents[0].info.run_id, str(out), artifact_path="report")
+    return frame

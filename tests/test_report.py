@@ -1,0 +1,99 @@
+"""Reports: the table matches the stores, the numbers are the library's, the verdict is right."""
+
+import optuna
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from statsmodels.stats.proportion import proportion_confint
+
+from sweep.report import CLAIM_COUNTS, claim_verdict, write_report
+from sweep.stats import Accuracy
+from tests.conftest import SMOKE, run_cli, trial_runs
+
+
+def test_claim_interval_is_the_librarys():
+    low, high = proportion_confint(127, 128, alpha=0.05, method="wilson")
+    assert CLAIM_COUNTS.interval() == (low, high)
+    assert 0.956 < low < 0.958 and 0.998 < high < 0.999
+
+
+@pytest.mark.parametrize("correct, verdict", [(9960, "below"), (9921, "inside"), (9650, "above")])
+def test_claim_verdict(correct, verdict):
+    assert claim_verdict(Accuracy(correct, 10000)) == verdict
+
+
+def test_report_of_a_swept_study(swept):
+    folder, _ = swept
+    baseline = run_cli("baseline", "--study", str(SMOKE), "--seeds", "2", cwd=folder)
+    assert baseline.returncode == 0, baseline.stderr
+    more = run_cli("baseline", "--study", str(SMOKE), "--seeds", "3", cwd=folder)
+    assert [line.split()[1] for line in more.stdout.splitlines() if line.startswith("seed ")] == ["2"]
+
+    result = run_cli("report", "--study-name", "smoke", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    out = folder / "reports" / "smoke"
+    table = pd.read_csv(out / "trials.csv")
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("smoke")
+    runs = trial_runs(client, experiment.experiment_id)
+    assert list(table["number"]) == [int(r.data.tags["optuna.trial_number"]) for r in runs]
+    assert list(table["mlflow_run_id"]) == [r.info.run_id for r in runs]
+    assert list(table["test_accuracy"]) == [r.data.metrics["test_accuracy"] for r in runs]
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{folder}/optuna.db")
+    assert list(table["val_accuracy"]) == pytest.approx([t.value for t in study.trials])
+
+    page = (out / "report.md").read_text()
+    seeds = sorted(client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'baseline-seed'"),
+                   key=lambda r: int(r.data.params["seed"]))
+    assert [r.data.params["seed"] for r in seeds] == ["0", "1", "2"]
+    mean = 100 * sum(r.data.metrics["test_accuracy"] for r in seeds) / 3
+    assert f"| mean " in page and f"{mean:.2f}" in page
+    assert "127/128 = 99.22%" in page and "95.71% – 99.86%" in page
+    best = table.loc[table["val_accuracy"].idxmax()]
+    assert f"Trial {best['number']} (" in page and "99.21% lies above this interval" in page
+    for png in ("history.png", "test_vs_params.png", "val_vs_test.png", "full_vs_first128.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in page
+    assert "<table" in (out / "report.html").read_text()
+    parent = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'study'")[0]
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.md", "report/report.html", "report/trials.csv", "report/history.png"} <= logged
+
+
+def recorded_study(folder, name, test_correct):
+    """A real Optuna study and MLflow experiment holding one finished trial with these counts,
+    as a sweep would have recorded it; no training needed to test what the report says."""
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    experiment_id = client.create_experiment(name)
+    client.create_run(experiment_id, run_name=f"study-{name}", tags={"sweep.role": "study"})
+    run = client.create_run(experiment_id, run_name="trial-0000", tags={"sweep.role": "trial", "optuna.trial_number": "0"})
+    counts = {"val_accuracy": (4980, 5000), "test_accuracy": (test_correct, 10000), "test_accuracy_first128": (127, 128)}
+    for metric, (correct, total) in counts.items():
+        for key, value in ((metric, correct / total), (f"{metric}_correct", correct), (f"{metric}_total", total)):
+            client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id)
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db", direction="maximize")
+    params = {"num_units": 256, "learning_rate": 0.003, "batch_size": 128, "forget_bias": 1.0}
+    distributions = {
+        "num_units": optuna.distributions.IntDistribution(32, 512, log=True),
+        "learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
+        "batch_size": optuna.distributions.IntDistribution(32, 512, log=True),
+        "forget_bias": optuna.distributions.FloatDistribution(0, 3),
+    }
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.996,
+                                              user_attrs={"mlflow_run_id": run.info.run_id}))
+    return study, client
+
+
+@pytest.mark.parametrize("correct, sentence", [(9960, "99.21% lies below this interval: the result beats the claim"),
+                                               (9650, "99.21% lies above this interval: the result falls short")])
+def test_verdict_in_the_report_flips_with_the_result(tmp_path, correct, sentence):
+    study, client = recorded_study(tmp_path, f"s{correct}", correct)
+    write_report(study, client, tmp_path / "out")
+    page = (tmp_path / "out" / "report.md").read_text()
+    assert sentence in page and f"{correct / 100:.2f}% [" in page
+    assert "No baseline runs yet" in page
+
+
+def test_report_on_a_missing_study_is_exit_2(tmp_path):
+    result = run_cli("report", "--study-name", "nothing", cwd=tmp_path)
+    assert result.returncode == 2 and "no study 'nothing'" in result.stderr and "Traceback" not in result.stderr
