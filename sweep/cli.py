@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sweep.errors import SweepError
@@ -64,6 +67,8 @@ def sweep_parser() -> Parser:
     p.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL (default sqlite:///optuna.db)")
     add_tracking_uri(p)
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
+    p.add_argument("--n-jobs", type=positive_int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --n-jobs' processes
     return p
 
 
@@ -117,11 +122,13 @@ def quiet_libraries() -> None:
         os.dup2(saved, 2)
         os.close(devnull)
         os.close(saved)
+    import mlflow  # noqa: F401  (sets its loggers' levels when imported: import it before setting them)
     import optuna
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed and pruned trials get our own line
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -134,39 +141,68 @@ def load_study_spec(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_libraries()
     from tqdm import tqdm
 
     from sweep.data import load_mnist
     from sweep.report import write_report
-    from sweep.study import finished_trials, open_study, run_study
+    from sweep.study import FINISHED, Interrupted, finished_trials, open_study, request_stop, run_study
     from sweep.tracking import StudyTracker, connect
+    from optuna.trial import TrialState
 
-    quiet_libraries()
     spec = load_study_spec(args)
     mnist = load_mnist(args.data_dir)
     client = connect(args.tracking_uri)
-    study = open_study(spec, args.storage)
+    study = open_study(spec, args.storage, client)
     tracker = StudyTracker(client, spec, args.storage)
 
-    done = finished_trials(study)
     started = time.monotonic()
-    bar = tqdm(total=args.trials, initial=min(done, args.trials), desc=spec.name, unit="trial", dynamic_ncols=True)
+    bar = None if args.worker else tqdm(
+        total=args.trials, initial=min(finished_trials(study), args.trials), desc=spec.name, unit="trial", dynamic_ncols=True
+    )
 
-    def on_trial(trial) -> None:
-        bar.write(trial_line(trial))
+    def show_progress() -> None:
         bar.n = min(finished_trials(study), args.trials)
         if study.best_trials:
             bar.set_postfix_str(f"best val {100 * study.best_value:.2f}%")
         bar.refresh()
 
-    status = "FAILED"
+    def on_trial(trial) -> None:
+        if bar is not None:  # --n-jobs' workers stay silent: the parent reports their trials
+            bar.write(trial_line(trial))
+            show_progress()
+
+    def on_workers_progress(seen: set[int]) -> None:
+        for trial in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL)):
+            if trial.number not in seen and "surplus" not in trial.user_attrs.get("failure", ""):
+                seen.add(trial.number)
+                bar.write(trial_line(trial))
+        show_progress()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
     try:
-        run_study(study, spec, tracker, mnist, args.trials, args.timeout, on_trial)
-        status = "FINISHED" if finished_trials(study) >= args.trials else "RUNNING"
+        if args.n_jobs > 1:
+            seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+            run_workers(args, lambda: on_workers_progress(seen))
+        else:
+            run_study(study, spec, tracker, mnist, args.trials, args.timeout, on_trial)
+    except Interrupted as e:
+        tracker.close("KILLED")
+        print(f"stopped by {signal.Signals(e.signum).name}: a running trial is recorded as failed (its MLflow run "
+              f"KILLED); run the same command again to continue to {args.trials} trials", file=sys.stderr)
+        return 128 + e.signum
+    except BaseException:
+        tracker.close("FAILED")
+        raise
     finally:
-        bar.close()
-        if status != "RUNNING":
-            tracker.close(status)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if bar:
+            bar.close()
+    tracker.close("FINISHED")
+    if args.worker:
+        return 0
     out = Path("reports") / spec.name
     write_report(study, client, out)
     minutes = (time.monotonic() - started) / 60
@@ -177,6 +213,30 @@ def run(args: argparse.Namespace) -> int:
               f"test {best.user_attrs['test_accuracy']}, first 128 test images {best.user_attrs['test_accuracy_first128']}")
     print(f"report: {out / 'report.html'}")
     return 0
+
+
+def run_workers(args: argparse.Namespace, show_progress: Callable[[], None]) -> None:
+    """`--n-jobs K`: K worker processes (TensorFlow training is CPU-bound; threads would share
+    one interpreter) running this same command on the same study, each to the same target."""
+    from sweep.study import check_stop
+
+    command = [sys.executable, str(Path(sys.argv[0]).resolve()), *args.argv, "--n-jobs", "1", "--worker"]
+    # Workers get signals from the parent only (a terminal's Ctrl-C reaches the whole group).
+    workers = [subprocess.Popen(command, start_new_session=True) for _ in range(args.n_jobs)]
+    try:
+        while any(w.poll() is None for w in workers):
+            time.sleep(1)
+            check_stop()
+            show_progress()
+    except KeyboardInterrupt as e:
+        for w in workers:
+            w.send_signal(getattr(e, "signum", signal.SIGINT))
+        for w in workers:
+            w.wait()
+        raise
+    failed = [w.returncode for w in workers if w.returncode != 0]
+    if failed:
+        raise SweepError(f"{len(failed)} of {args.n_jobs} workers failed (exit codes {failed}); their output says why")
 
 
 def report(args: argparse.Namespace) -> int:
@@ -241,12 +301,13 @@ COMMANDS = {
 
 def trial_line(trial) -> str:
     """One summary line per finished trial."""
-    p = trial.params
-    head = (f"trial {trial.number:4d}  units={p.get('num_units')} lr={p.get('learning_rate', 0):.2e} "
-            f"batch={p.get('batch_size')} fb={p.get('forget_bias', 0):.2f}")
-    if trial.value is None:
-        return f"{head}  {trial.state.name.lower()}"
+    params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    head = f"trial {trial.number:4d}  {params}"
     a = trial.user_attrs
+    if trial.state.name == "PRUNED":
+        return f"{head}  pruned at step {a.get('pruned_at_step')}, val {100 * trial.intermediate_values[a['pruned_at_step']]:.2f}%"
+    if trial.value is None:
+        return f"{head}  {trial.state.name.lower()}: {a.get('failure', 'see its MLflow run')}"
     return f"{head}  val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  {a['train_seconds']:.0f}s"
 
 
@@ -266,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     make_parser, command = COMMANDS.get(argv[0], (None, None)) if argv else (None, None)
     if command is None:
         args = sweep_parser().parse_args(argv)
+        args.argv = argv  # for --n-jobs' workers; their own "--n-jobs 1" comes last and wins
         command = run
     else:
         args = make_parser().parse_args(argv[1:])

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from sweep.baseline import baseline_runs  # noqa: E402
@@ -193,10 +194,11 @@ def plots(frame: pd.DataFrame, out: Path) -> list[str]:
 
     fig, axes = plt.subplots(2, 2, figsize=(8, 6))
     for ax, p in zip(axes.ravel(), HYPERPARAMETERS):
-        ax.plot(done[p], 100 * done["test_accuracy"], "o")
+        values = done[p].dropna()
+        ax.plot(values, 100 * done.loc[values.index, "test_accuracy"], "o")
         ax.axhline(100 * CLAIM, color="red", linestyle="--")
-        ax.set(xlabel=p, ylabel="test accuracy, %")
-        if p in ("num_units", "learning_rate", "batch_size"):
+        ax.set(xlabel=p if len(values) else f"{p} (not searched)", ylabel="test accuracy, %")
+        if p in ("num_units", "learning_rate", "batch_size") and len(values) and values.min() > 0:
             ax.set_xscale("log")
     save(fig, "test_vs_params.png")
 
@@ -242,10 +244,11 @@ def write_report(study: optuna.Study, client: MlflowClient, out: Path) -> pd.Dat
         raise SweepError(f"study '{study.study_name}' has no trials yet")
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "trials.csv", index=False)
+    best = best_section(frame)
     sections = [
         claim_section(),
         baseline_section(baseline_frame(client, study.study_name)),
-        best_section(frame),
+        best,
         top_section(frame),
         importance_section(study, frame),
         Section("Plots", ["Red dashed lines: the tutorial's 99.21%."], [], plots(frame, out)),
@@ -257,5 +260,9 @@ def write_report(study: optuna.Study, client: MlflowClient, out: Path) -> pd.Dat
     if experiment is not None:
         parents = client.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
         if parents:
-            client.log_artifacts(parents[0].info.run_id, str(out), artifact_path="report")
+            parent_id = parents[0].info.run_id
+            client.log_artifacts(parent_id, str(out), artifact_path="report")
+            # The parent's description in the UI: what the study is, and where it stands against the claim.
+            about = experiment.tags.get(MLFLOW_RUN_NOTE, "")
+            client.set_tag(parent_id, MLFLOW_RUN_NOTE, "\n\n".join([about, *best.text, "Full report: artifacts, report/report.html."]).strip())
     return frame

@@ -19,7 +19,12 @@ from sweep.errors import SweepError
 from sweep.train import FIRST_TEST_IMAGES, TrainConfig
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
-TABLES = {"name", "description", "fixed", "baseline", "search", "sampler"}
+PRUNERS = {  # type -> (class, the settings a spec may give)
+    "median": (optuna.pruners.MedianPruner, {"n_startup_trials", "n_warmup_steps", "interval_steps"}),
+    "hyperband": (optuna.pruners.HyperbandPruner, {"min_resource", "max_resource", "reduction_factor"}),
+    "none": (optuna.pruners.NopPruner, set()),
+}
+TABLES = {"name", "description", "fixed", "baseline", "search", "sampler", "pruner"}
 PARAM_KEYS = {"type", "low", "high", "log", "step"}
 POSITIVE = {"num_units", "batch_size", "train_steps", "eval_every", "train_limit", "val_limit", "test_limit"}
 
@@ -53,16 +58,21 @@ class Spec:
     search: dict[str, Param]
     sampler: str
     sampler_seed: int
+    pruner: str
+    pruner_settings: dict[str, int]
     source: str  # the TOML text, logged with the study so it can be read back later
 
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
-    def make_sampler(self, trials_so_far: int) -> optuna.samplers.BaseSampler:
-        """Seeded, yet offset by the study's progress: a resumed study must not replay the
-        random proposals it began with."""
-        return SAMPLERS[self.sampler](seed=self.sampler_seed + trials_so_far)
+    def make_sampler(self, offset: int) -> optuna.samplers.BaseSampler:
+        """Seeded, offset so that a resumed study or a second worker does not replay the
+        random proposals the study began with."""
+        return SAMPLERS[self.sampler](seed=self.sampler_seed + offset)
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        return PRUNERS[self.pruner][0](**self.pruner_settings)
 
     def suggest(self, trial: optuna.Trial) -> TrainConfig:
         """The trial's configuration: the fixed settings plus the sampler's choices."""
@@ -176,7 +186,20 @@ def load_spec(path: str | Path) -> Spec:
         raise SweepError(f"study file {path}: sampler type {kind!r} is not one of {', '.join(SAMPLERS)}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise SweepError(f"study file {path}: sampler seed = {seed!r} must be an integer")
+    pruner = raw.get("pruner", {})
+    if not isinstance(pruner, dict):
+        raise SweepError(f"study file {path}: [pruner] must be a table")
+    pruner_type = pruner.get("type", "median")
+    if pruner_type not in PRUNERS:
+        raise SweepError(f"study file {path}: pruner type {pruner_type!r} is not one of {', '.join(PRUNERS)}")
+    pruner_settings = {k: v for k, v in pruner.items() if k != "type"}
+    for key, value in pruner_settings.items():
+        if key not in PRUNERS[pruner_type][1]:
+            known = ", ".join(sorted(PRUNERS[pruner_type][1])) or "none"
+            raise SweepError(f"study file {path}: pruner.{key} is not a {pruner_type} pruner setting (known: {known})")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise SweepError(f"study file {path}: pruner.{key} = {value!r} must be a whole number ≥ 0")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SweepError(f"study file {path}: description must be a string")
-    return Spec(name.strip(), description.strip(), fixed, baseline, search, kind, seed, source)
+    return Spec(name.strip(), description.strip(), fixed, baseline, search, kind, seed, pruner_type, pruner_settings, source)

@@ -7,16 +7,19 @@ MD5s, library versions, the tool's git commit) besides its metrics, curves and m
 from __future__ import annotations
 
 import platform
+import random
 import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import optuna
 import sqlalchemy
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -27,7 +30,9 @@ from sweep.spec import Spec
 from sweep.stats import Accuracy
 from sweep.train import TrainConfig, TrainResult
 
+T = TypeVar("T")
 ROLE = "sweep.role"  # "study" on a parent run, "trial" on a trial's run
+BEST_METRICS = ("val_accuracy", "test_accuracy", "test_accuracy_first128", "train_seconds")
 
 
 def mask_url(url: str) -> str:
@@ -104,15 +109,32 @@ class TrialRun:
             self.client.log_artifact(self.run_id, str(path), artifact_path="model")
 
 
+def retry_first_use(open_store: Callable[[], T], attempts: int = 4) -> T:
+    """Open a store, again after a pause if the first try fails: workers that start together
+    on an empty database race to create its tables, and all but one lose that race."""
+    for attempt in range(attempts):
+        try:
+            return open_store()
+        except Exception:  # noqa: BLE001  the losers' errors vary by database; the last try re-raises
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt + random.random())
+    raise AssertionError("unreachable")
+
+
 def connect(tracking_uri: str) -> MlflowClient:
     """A client for a store that answers; nothing is written yet."""
-    try:
-        _check_reachable(tracking_uri)
+
+    def open_store() -> MlflowClient:
         client = MlflowClient(tracking_uri)
         client.search_experiments(max_results=1)
+        return client
+
+    try:
+        _check_reachable(tracking_uri)
+        return retry_first_use(open_store)
     except Exception as e:  # MLflow raises many types for an unusable store; all mean the same
         raise SweepError(f"cannot open MLflow tracking store {mask_url(tracking_uri)}: {_first_line(e)}") from None
-    return client
 
 
 @contextmanager
@@ -129,10 +151,16 @@ def config_run(
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
     try:
         yield TrialRun(client, run_id)
+    except optuna.TrialPruned as e:
+        client.log_batch(run_id, tags=[RunTag("sweep.trial_state", "PRUNED"), RunTag("sweep.pruned", str(e))])
+        client.set_terminated(run_id, status="KILLED")  # stopped early, on purpose; the partial curve stays
+        raise
     except BaseException as e:
-        client.log_batch(run_id, tags=[RunTag("sweep.failure", f"{type(e).__name__}: {e}"[:5000])])
+        reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        client.log_batch(run_id, tags=[RunTag("sweep.failure", reason[:5000]), RunTag("sweep.trial_state", "FAIL")])
         client.set_terminated(run_id, status="KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
+    client.log_batch(run_id, tags=[RunTag("sweep.trial_state", "COMPLETE")])
     client.set_terminated(run_id, status="FINISHED")
 
 
@@ -170,7 +198,13 @@ class StudyTracker:
         params.update({f"search.{p.name}": f"{p.type} [{p.low}, {p.high}]{' log' if p.log else ''}" for p in self.spec.search.values()})
         self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
         self.client.log_text(run.info.run_id, self.spec.source, "study.toml")
-        return run.info.run_id
+        # Workers starting together may each have created one; all keep the oldest.
+        first = self.client.search_runs(
+            [self.experiment_id], f"tags.`{ROLE}` = 'study'", order_by=["attributes.start_time ASC"], max_results=1
+        )[0].info.run_id
+        if first != run.info.run_id:
+            self.client.delete_run(run.info.run_id)
+        return first
 
     def trial_run(self, number: int, config: TrainConfig, md5: dict[str, str]):
         """The trial's run, nested under the study's parent run."""
@@ -178,11 +212,14 @@ class StudyTracker:
                 "optuna.trial_number": str(number)}
         return config_run(self.client, self.experiment_id, f"trial-{number:04d}", config, md5, tags)
 
-    def record_best(self, number: int, params: dict, val_accuracy: float, run_id: str) -> None:
-        """The best trial so far, on the parent run, so the study's page answers "which one?"."""
+    def record_best(self, number: int, params: dict, run_id: str) -> None:
+        """The best trial so far on the parent run, so the study's row and page answer "which
+        one, and how good?": its metrics (step = trial number) and its number and params as tags."""
+        now = int(time.time() * 1000)
+        metrics = self.client.get_run(run_id).data.metrics
         self.client.log_batch(
             self.parent_id,
-            metrics=[Metric("best_val_accuracy", val_accuracy, int(time.time() * 1000), number)],
+            metrics=[Metric(k, metrics[k], now, number) for k in BEST_METRICS if k in metrics],
             tags=[RunTag("best.trial_number", str(number)), RunTag("best.run_id", run_id)]
             + [RunTag(f"best.{k}", str(v)) for k, v in params.items()],
         )

@@ -122,10 +122,14 @@ def _train_step_fn(model: keras.Model, optimizer: keras.optimizers.Optimizer) ->
 
 
 def train(
-    config: TrainConfig, mnist: Mnist, on_eval: Callable[[int, float, float], None] | None = None
+    config: TrainConfig,
+    mnist: Mnist,
+    on_eval: Callable[[int, float, float], None] | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train one trial. `on_eval(step, val_accuracy, train_loss)` sees each point of the
-    curves as it is measured (to record it, or to prune the trial by raising)."""
+    curves as it is measured (to record it, or to prune the trial by raising); `on_step()` runs
+    between optimizer steps, where it is safe to stop by raising."""
     data = mnist.limit(config.train_limit, config.val_limit, config.test_limit)
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow
@@ -145,6 +149,8 @@ def train(
         first_step_seconds = first_step_seconds or train_seconds
         if not math.isfinite(loss):
             raise TrainingDiverged(f"loss is {loss} at step {k}")
+        if on_step is not None:
+            on_step()
         recent_losses.append(loss)
         if k % config.eval_every == 0 or k == config.train_steps:
             val, train_loss = accuracy(model, data.val), float(np.mean(recent_losses))

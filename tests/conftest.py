@@ -3,9 +3,13 @@ otherwise), loaded once per test session, and a runner for the real command line
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,12 +33,17 @@ def mnist(data_dir):
     return load_mnist(data_dir)
 
 
-def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "sweep.py"), *args]
+
+
+def cli_env() -> dict[str, str]:
+    return {**os.environ, "SWEEP_DATA_DIR": str(DATA_DIR)}
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """`python sweep.py ARGS` in a fresh process, as a user would run it."""
-    full_env = {**os.environ, "SWEEP_DATA_DIR": str(DATA_DIR), **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(REPO / "sweep.py"), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +59,39 @@ def trial_runs(client, experiment_id):
     """A study's trial runs, in trial order."""
     runs = client.search_runs([experiment_id], "tags.`sweep.role` = 'trial'")
     return sorted(runs, key=lambda r: int(r.data.tags["optuna.trial_number"]))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1 with databases `optuna` and `mlflow`; yields the
+    server URL with a password in it (trust auth ignores it), to test that it never leaks."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:
+        pytest.fail("PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it")
+    bindir = Path(bins[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="sweep-pg-"))
+    root.chmod(0o777)
+    as_postgres = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else ["/bin/sh", "-c"]
+
+    def pg(command: str) -> None:
+        subprocess.run([*as_postgres, command], check=True, capture_output=True, timeout=120)
+
+    port = free_port()
+    pg(f"{bindir}/initdb -D {root}/data -A trust -U postgres")
+    pg(f"{bindir}/pg_ctl -D {root}/data -l {root}/log -w -o '-p {port} -k {root} -c listen_addresses=127.0.0.1' start")
+    try:
+        for db in ("optuna", "mlflow"):
+            pg(f"{bindir}/createdb -h 127.0.0.1 -p {port} -U postgres {db}")
+        yield f"postgresql://postgres:{PG_PASSWORD}@127.0.0.1:{port}"
+    finally:
+        pg(f"{bindir}/pg_ctl -D {root}/data -m immediate stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+PG_PASSWORD = "pw-s3cret-9431"

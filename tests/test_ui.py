@@ -1,0 +1,117 @@
+"""Browsing results as a person would: the MLflow UI in headless Chromium, and optuna-dashboard.
+
+Screenshots land in test-artifacts/ (kept by CI as the test's artifacts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import REPO, free_port
+
+SHOTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def serve(command: list[str], url: str, cwd: Path, timeout: float = 120) -> subprocess.Popen:
+    """Start a server and wait until `url` answers."""
+    server = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise AssertionError(f"{command[0]} did not answer at {url}")
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(swept):
+    folder, _ = swept
+    port = free_port()
+    server = serve([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+                    "--host", "127.0.0.1", "--port", str(port)], f"http://127.0.0.1:{port}/health", folder)
+    yield f"http://127.0.0.1:{port}", MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    server.terminate()
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def page():
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    SHOTS.mkdir(exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1600, "height": 900})
+        browser.close()
+
+
+def test_experiment_page_shows_the_study_and_its_nested_trials(mlflow_ui, page):
+    url, client = mlflow_ui
+    experiment = client.get_experiment_by_name("smoke")
+    # MLflow 3 opens experiments on the GenAI view; the runs table is the "Model training" one.
+    page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning")
+    page.get_by_text("study-smoke").wait_for(timeout=60_000)
+    assert page.get_by_text("trial-0000").count() == 0  # nested runs start collapsed under their parent
+    study_row = page.locator(".ag-row", has_text="study-smoke").first
+    study_row.locator("button[data-component-id*='runnamecellrenderer']").click()  # expand the parent
+    for name in ("trial-0000", "trial-0001", "trial-0002"):
+        page.get_by_text(name, exact=True).wait_for(timeout=30_000)
+    assert "Smoke test: the tutorial network" in page.inner_text("body")  # the experiment's description
+    page.screenshot(path=str(SHOTS / "mlflow-experiment.png"))
+
+
+def test_trial_page_shows_its_accuracies_and_state(mlflow_ui, page):
+    url, client = mlflow_ui
+    experiment = client.get_experiment_by_name("smoke")
+    run = client.search_runs([experiment.experiment_id], "tags.`optuna.trial_number` = '1'")[0]
+    page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}")
+    page.get_by_text("trial-0001").first.wait_for(timeout=60_000)
+    page.get_by_text("test_accuracy", exact=True).first.wait_for(timeout=30_000)
+    body = page.inner_text("body")
+    assert "test_accuracy_first128" in body and "val_accuracy" in body
+    assert f"{run.data.metrics['test_accuracy']}"[:5] in body  # the logged value, as shown
+    page.screenshot(path=str(SHOTS / "mlflow-trial.png"), full_page=True)
+
+
+def test_parent_run_carries_the_report(mlflow_ui, page):
+    url, client = mlflow_ui
+    experiment = client.get_experiment_by_name("smoke")
+    parent = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'study'")[0]
+    page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}/artifacts")
+    page.get_by_text("report", exact=True).first.wait_for(timeout=60_000)
+    page.get_by_text("report", exact=True).first.click()
+    page.get_by_text("report.html").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "mlflow-parent-artifacts.png"))
+    page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs/{parent.info.run_id}")
+    page.get_by_text("has the best validation accuracy").first.wait_for(timeout=60_000)  # its description
+    page.screenshot(path=str(SHOTS / "mlflow-parent.png"), full_page=True)
+
+
+def test_optuna_dashboard_serves_the_study(swept):
+    folder, _ = swept
+    port = free_port()
+    dashboard = str(Path(sys.executable).parent / "optuna-dashboard")  # the console script beside this Python
+    command = [dashboard, f"sqlite:///{folder}/optuna.db", "--host", "127.0.0.1", "--port", str(port)]
+    server = serve(command, f"http://127.0.0.1:{port}/api/studies", folder)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as answer:
+            studies = json.load(answer)["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["smoke"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
