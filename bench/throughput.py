@@ -23,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 
 import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
 from sweep.data import load_mnist  # noqa: E402
@@ -48,7 +47,7 @@ def ours(mnist, steps: int) -> tuple[float, float]:
     return steady, result.samples_per_second
 
 
-def tf1(mnist, steps: int, batches) -> float:
+def tf1(mnist, batches) -> float:
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -74,7 +73,7 @@ def tf1(mnist, steps: int, batches) -> float:
             return timed_steps(lambda idx: session.run(opt, {x: mnist.train.x[idx], y: mnist.train.y[idx]}), batches)
 
 
-def keras_lstm(mnist, steps: int, batches) -> float:
+def keras_lstm(mnist, batches) -> float:
     import keras
 
     model = keras.Sequential([keras.Input((28, 28)), keras.layers.LSTM(CONFIG.num_units), keras.layers.Dense(10)])
@@ -88,7 +87,7 @@ def keras_lstm(mnist, steps: int, batches) -> float:
     return (len(order) - first) / (time.perf_counter() - started)
 
 
-def torch_lstm(mnist, steps: int, batches) -> float | None:
+def torch_lstm(mnist, batches) -> float | None:
     try:
         import torch
     except ImportError:
@@ -118,9 +117,9 @@ def main() -> None:
     batches = batch_order(len(mnist.train.y), CONFIG.batch_size, args.steps, CONFIG.seed)
     steady, whole = ours(mnist, args.steps)
     results = {"ours (sweep.train)": steady, "ours, incl. tracing": whole}
-    results["tf1 graph (tutorial)"] = tf1(mnist, args.steps, batches)
-    results["keras.layers.LSTM + fit"] = keras_lstm(mnist, args.steps, batches)
-    results["torch nn.LSTM"] = torch_lstm(mnist, args.steps, batches)
+    results["tf1 graph (tutorial)"] = tf1(mnist, batches)
+    results["keras.layers.LSTM + fit"] = keras_lstm(mnist, batches)
+    results["torch nn.LSTM"] = torch_lstm(mnist, batches)
     mine = results["ours (sweep.train)"]
     print(f"tutorial recipe, {args.steps} steps of batch {CONFIG.batch_size}, {os.cpu_count()} CPUs")
     print(f"{'implementation':26} {'samples/s':>10} {'ours / this':>12}")

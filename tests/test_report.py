@@ -47,7 +47,7 @@ def test_report_of_a_swept_study(swept):
                    key=lambda r: int(r.data.params["seed"]))
     assert [r.data.params["seed"] for r in seeds] == ["0", "1", "2"]
     mean = 100 * sum(r.data.metrics["test_accuracy"] for r in seeds) / 3
-    assert f"| mean " in page and f"{mean:.2f}" in page
+    assert "| mean " in page and f"{mean:.2f}" in page
     assert "127/128 = 99.22%" in page and "95.71% – 99.86%" in page
     best = table.loc[table["val_accuracy"].idxmax()]
     assert f"Trial {best['number']} (" in page and "99.21% lies above this interval" in page
