@@ -67,8 +67,6 @@ class Spec:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
     def make_sampler(self, offset: int) -> optuna.samplers.BaseSampler:
-        """Seeded, offset so that a resumed study or a second worker does not replay the
-        random proposals the study began with."""
         return SAMPLERS[self.sampler](seed=self.sampler_seed + offset)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:

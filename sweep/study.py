@@ -114,11 +114,6 @@ def open_study(spec: Spec, storage_url: str, client: MlflowClient) -> optuna.Stu
     if not study.get_trials(deepcopy=False):
         study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": True}, skip_if_exists=True)
     fail_dead_local_trials(study, on_stale)
-    trials = study.get_trials(deepcopy=False)
-    others_running = any(t.state == TrialState.RUNNING for t in trials)
-    # Alone, a study's proposals depend only on its history; beside running workers, this
-    # worker must not replay the random proposals they started from.
-    study.sampler = spec.make_sampler(len(trials) + (os.getpid() if others_running else 0))
     return study
 
 
@@ -188,6 +183,10 @@ def run_study(
             trial.set_user_attr("failure", "surplus: the target was reached by other workers; not run")
             raise Surplus
         trial.set_user_attr("worker", worker_identity())
+        # A sampler seeded by the trial's number: reproducible in one process, yet workers (and
+        # resumed runs) never replay each other's random proposals. The sampler reads the
+        # study's history from the storage, so a fresh one loses nothing.
+        study.sampler = spec.make_sampler(trial.number)
         config = spec.suggest(trial)
 
         def on_eval(step: int, val_accuracy: float, train_loss: float) -> None:

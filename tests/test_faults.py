@@ -188,6 +188,7 @@ def test_four_workers_share_one_study_on_postgresql(tmp_path, postgres):
     study = optuna.load_study(study_name="smoke", storage=storage)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 8 and len({t.number for t in finished}) == 8
+    assert len({tuple(sorted(t.params.items())) for t in finished}) == 8  # no worker replays another's proposals
     assert not study.get_trials(states=(TrialState.RUNNING,))
     client = MlflowClient(tracking)
     experiment_id = client.get_experiment_by_name("smoke").experiment_id
