@@ -6,6 +6,7 @@ MD5s, library versions, the tool's git commit) besides its metrics, curves and m
 
 from __future__ import annotations
 
+import functools
 import platform
 import random
 import subprocess
@@ -45,8 +46,10 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
+@functools.cache
 def git_commit() -> str | None:
-    """The tool's own commit (with "-dirty" for local edits), when it runs from a git checkout."""
+    """The tool's own commit (with "-dirty" for local edits), when it runs from a git checkout.
+    Read once per process: the code a process runs does not change under it."""
     here = Path(__file__).parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
