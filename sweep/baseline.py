@@ -50,7 +50,7 @@ def run_baseline(
             tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: "baseline-seed", "optuna.study_name": spec.name}
             with config_run(client, exp_id, f"baseline-seed-{seed}", config, mnist.md5, tags) as record:
                 result = train(config, mnist, on_eval=record.log_curve_point)
-                record.log_result(result, config.train_steps)
+                record.log_result(result)
             on_seed(seed, result)
     finally:
         client.set_terminated(parent_id, status="FINISHED")

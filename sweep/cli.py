@@ -66,7 +66,7 @@ def sweep_parser() -> Parser:
     add_data_dir(p)
     p.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL (default sqlite:///optuna.db)")
     add_tracking_uri(p)
-    p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
+    p.add_argument("--timeout", type=positive_float, help="the sweep's time budget: after it, no trial starts and a running one is stopped (FAIL, its run KILLED)")
     p.add_argument("--n-jobs", type=positive_int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --n-jobs' processes
     return p
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     study = open_study(spec, args.storage, client)
     tracker = StudyTracker(client, spec, args.storage)
 
-    started = time.monotonic()
+    earlier = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}  # not this run's
     bar = None if args.worker else tqdm(
         total=args.trials, initial=min(finished_trials(study), args.trials), desc=spec.name, unit="trial", dynamic_ncols=True
     )
@@ -205,8 +205,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = Path("reports") / spec.name
     write_report(study, client, out)
-    minutes = (time.monotonic() - started) / 60
-    print(f"study '{spec.name}': {finished_trials(study)}/{args.trials} trials finished ({minutes:.1f} min in this run)")
+    print(f"study '{spec.name}': {finished_trials(study)}/{args.trials} trials finished")
+    training = sum(t.user_attrs.get("train_seconds", 0.0) for t in study.get_trials(deepcopy=False) if t.number not in earlier)
+    print(time_line(time.monotonic() - args.started, training, args.n_jobs))
     if study.best_trials:
         best = study.best_trial
         print(f"best on validation: trial {best.number}, val {best.user_attrs['val_accuracy']}, "
@@ -299,13 +300,23 @@ COMMANDS = {
 }
 
 
+def time_line(wall: float, training: float, workers: int) -> str:
+    """Where this run's time went: optimizer steps versus everything else (start-up, data,
+    evaluation, Optuna and MLflow bookkeeping, saving models, the report)."""
+    share = training / (wall * workers)
+    of = "the wall time" if workers == 1 else f"{workers} workers x the wall time"
+    return (f"time: {wall / 60:.1f} min wall; training {training / 60:.1f} min = {100 * share:.1f}% of {of}, "
+            f"everything else {100 * (1 - share):.1f}%")
+
+
 def trial_line(trial) -> str:
     """One summary line per finished trial."""
     params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
     head = f"trial {trial.number:4d}  {params}"
     a = trial.user_attrs
     if trial.state.name == "PRUNED":
-        return f"{head}  pruned at step {a.get('pruned_at_step')}, val {100 * trial.intermediate_values[a['pruned_at_step']]:.2f}%"
+        last = trial.intermediate_values[max(trial.intermediate_values)]
+        return f"{head}  pruned at {a.get('pruned_at')}, val {100 * last:.2f}%"
     if trial.value is None:
         return f"{head}  {trial.state.name.lower()}: {a.get('failure', 'see its MLflow run')}"
     return f"{head}  val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  {a['train_seconds']:.0f}s"
@@ -323,6 +334,7 @@ def secrets(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     make_parser, command = COMMANDS.get(argv[0], (None, None)) if argv else (None, None)
     if command is None:
@@ -331,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = run
     else:
         args = make_parser().parse_args(argv[1:])
+    args.started = started
     try:
         return command(args)
     except SweepError as e:

@@ -136,12 +136,17 @@ def best_section(frame: pd.DataFrame) -> Section:
     best = done.loc[done["val_accuracy"].idxmax()]
     test, first = accuracy_of(best, "test_accuracy"), accuracy_of(best, "test_accuracy_first128")
     params = ", ".join(f"{p}={best[p]:.4g}" for p in HYPERPARAMETERS if pd.notna(best[p]))
-    return Section("The best trial on validation", [
+    text = [
         f"Trial {int(best['number'])} ({params}) has the best validation accuracy, "
         f"{accuracy_of(best, 'val_accuracy')}. Its test accuracy: {test} on all test images; "
         f"{first} on the first 128 (the tutorial's measure).",
         verdict_sentence(test),
-    ])
+    ]
+    tied = done[(done["val_accuracy"] == best["val_accuracy"]) & (done["number"] != best["number"])]
+    if not tied.empty:  # said, not hidden: a tie is broken by trial order (Optuna's best_trial), never by test
+        others = "; ".join(f"trial {int(t['number'])}, test {accuracy_of(t, 'test_accuracy')}" for _, t in tied.iterrows())
+        text.append(f"Tied with it on validation, and not chosen because they came later (Optuna's rule): {others}.")
+    return Section("The best trial on validation", text)
 
 
 def top_section(frame: pd.DataFrame) -> Section:

@@ -112,12 +112,13 @@ def reproduce(client: MlflowClient, run: Run, mnist: Mnist, evaluate_only: bool,
         logged_model = load_logged_model(client, run)
         if evaluate_only:
             reproduced = {"val_accuracy": accuracy(logged_model, data.val), **test_accuracies(logged_model, data)}
-            record.log_accuracies(reproduced, config.train_steps)
+            n_train = len(data.train.y)
+            record.log_accuracies(reproduced, config.curve_points(n_train)[config.steps(n_train)])
             difference = None
         else:
             result = train(config, mnist, on_eval=record.log_curve_point)
             reproduced = result.accuracies
-            record.log_result(result, config.train_steps)
+            record.log_result(result)
             pairs = zip(logged_model.get_weights(), result.model.get_weights())
             difference = max(float(np.max(np.abs(a - b))) for a, b in pairs)
             record.client.log_metric(record.run_id, "weights_max_abs_difference", difference)

@@ -1,7 +1,7 @@
 """Study specs: the search space as data (`studies/*.toml`), validated before anything is written.
 
 A spec names what its trials share (`[fixed]`), what Optuna searches (`[search.<name>]`), trial
-0 (`[baseline]`) and the sampler. Whatever a spec leaves out is the tutorial's recipe
+0 (`[baseline]`), trials to run next (`[[enqueue]]`, optional), the sampler and the pruner. Whatever a spec leaves out is the tutorial's recipe
 (`TrainConfig` defaults), so the tutorial is written down once, in `sweep/train.py`.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 
 from sweep.errors import SweepError
-from sweep.train import FIRST_TEST_IMAGES, TrainConfig
+from sweep.train import FIRST_TEST_IMAGES, LR_SCHEDULES, TrainConfig
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
 PRUNERS = {  # type -> (class, the settings a spec may give)
@@ -24,9 +24,9 @@ PRUNERS = {  # type -> (class, the settings a spec may give)
     "hyperband": (optuna.pruners.HyperbandPruner, {"min_resource", "max_resource", "reduction_factor"}),
     "none": (optuna.pruners.NopPruner, set()),
 }
-TABLES = {"name", "description", "fixed", "baseline", "search", "sampler", "pruner"}
+TABLES = {"name", "description", "fixed", "baseline", "enqueue", "search", "sampler", "pruner"}
 PARAM_KEYS = {"type", "low", "high", "log", "step"}
-POSITIVE = {"num_units", "batch_size", "train_steps", "eval_every", "train_limit", "val_limit", "test_limit"}
+POSITIVE = {"num_units", "batch_size", "train_steps", "eval_every", "train_limit", "val_limit", "test_limit", "epochs", "clip_norm"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class Spec:
     description: str
     fixed: TrainConfig  # every trial starts from this and overrides the searched fields
     baseline: TrainConfig  # trial 0
+    enqueue: tuple[TrainConfig, ...]  # tried right after the baseline: known good points, say
     search: dict[str, Param]
     sampler: str
     sampler_seed: int
@@ -76,8 +77,9 @@ class Spec:
         """The trial's configuration: the fixed settings plus the sampler's choices."""
         return replace(self.fixed, **{name: p.suggest(trial) for name, p in self.search.items()})
 
-    def baseline_params(self) -> dict[str, Any]:
-        return {name: getattr(self.baseline, name) for name in self.search}
+    def params(self, config: TrainConfig) -> dict[str, Any]:
+        """The searched values of a configuration, as Optuna's trial params."""
+        return {name: getattr(config, name) for name in self.search}
 
 
 def _settings(table: Any, where: str, path: Path) -> dict[str, Any]:
@@ -96,6 +98,8 @@ def _settings(table: Any, where: str, path: Path) -> dict[str, Any]:
             raise SweepError(f"study file {path}: {where}.{key} = {value} must be positive")
         if key == "learning_rate" and value <= 0:
             raise SweepError(f"study file {path}: {where}.learning_rate = {value} must be positive")
+        if key == "lr_schedule" and value not in LR_SCHEDULES:
+            raise SweepError(f"study file {path}: {where}.lr_schedule = {value!r} is not one of {', '.join(LR_SCHEDULES)}")
         if key == "test_limit" and value < FIRST_TEST_IMAGES:
             raise SweepError(f"study file {path}: {where}.test_limit = {value} must be at least {FIRST_TEST_IMAGES} (the tutorial's figure needs them)")
     return {k: float(v) if types[k] is float else v for k, v in table.items()}
@@ -112,6 +116,8 @@ def _param(name: str, table: Any, path: Path) -> Param:
     if missing:
         raise SweepError(f"{where}: missing '{sorted(missing)[0]}'")
     kind, expected = table["type"], TrainConfig.field_types()[name]
+    if expected not in (int, float):
+        raise SweepError(f"{where}: only numbers can be searched; set {name} in [fixed]")
     if kind not in ("int", "float") or (kind == "float") != (expected is float):
         raise SweepError(f"{where}: type = {kind!r}, but {name} is {expected.__name__}: use type = \"{expected.__name__}\"")
     low, high = table["low"], table["high"]
@@ -132,6 +138,20 @@ def _param(name: str, table: Any, path: Path) -> Param:
     if step is not None and (not isinstance(step, number) or step <= 0 or log):
         raise SweepError(f"{where}: step = {step!r} must be a positive {kind}, and log ranges take no step")
     return Param(name, kind, low, high, log, step)
+
+
+def _point(table: Any, where: str, fixed: TrainConfig, search: dict[str, Param], path: Path) -> TrainConfig:
+    """A trial given in the spec (the baseline, or one to enqueue): searched values only, in range."""
+    values = _settings(table, where, path)
+    not_searched = set(values) - set(search)
+    if not_searched:
+        raise SweepError(f"study file {path}: {where}.{sorted(not_searched)[0]} is not searched; set it in [fixed]")
+    config = replace(fixed, **values)
+    for param in search.values():
+        value = getattr(config, param.name)
+        if not param.contains(value):
+            raise SweepError(f"study file {path}: {where} {param.name} = {value} lies outside its range [{param.low}, {param.high}]")
+    return config
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -165,16 +185,15 @@ def load_spec(path: str | Path) -> Spec:
     both = set(fixed_table) & set(search)
     if both:
         raise SweepError(f"study file {path}: '{sorted(both)[0]}' is both fixed and searched; keep one")
+    by_steps = sorted({"train_steps", "eval_every"} & (set(fixed_table) | set(search)))
+    if "epochs" in set(fixed_table) | set(search) and by_steps:
+        raise SweepError(f"study file {path}: epochs and {by_steps[0]} both set; trained by epochs, a trial's curve has a point per epoch")
     fixed = replace(TrainConfig(), **fixed_table)
-    baseline_table = _settings(raw.get("baseline", {}), "baseline", path)
-    not_searched = set(baseline_table) - set(search)
-    if not_searched:
-        raise SweepError(f"study file {path}: baseline.{sorted(not_searched)[0]} is not searched; set it in [fixed]")
-    baseline = replace(fixed, **baseline_table)
-    for param in search.values():
-        value = getattr(baseline, param.name)
-        if not param.contains(value):
-            raise SweepError(f"study file {path}: baseline {param.name} = {value} lies outside its range [{param.low}, {param.high}]")
+    baseline = _point(raw.get("baseline", {}), "baseline", fixed, search, path)
+    enqueue = raw.get("enqueue", [])
+    if not isinstance(enqueue, list):
+        raise SweepError(f"study file {path}: enqueue must be a list of tables ([[enqueue]])")
+    enqueue = tuple(_point(table, f"enqueue[{i}]", fixed, search, path) for i, table in enumerate(enqueue))
 
     sampler = raw.get("sampler", {})
     if not isinstance(sampler, dict) or set(sampler) - {"type", "seed"}:
@@ -200,4 +219,4 @@ def load_spec(path: str | Path) -> Spec:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise SweepError(f"study file {path}: description must be a string")
-    return Spec(name.strip(), description.strip(), fixed, baseline, search, kind, seed, pruner_type, pruner_settings, source)
+    return Spec(name.strip(), description.strip(), fixed, baseline, enqueue, search, kind, seed, pruner_type, pruner_settings, source)

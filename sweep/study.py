@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from sweep.data import Mnist
 from sweep.errors import SweepError
 from sweep.spec import Spec
 from sweep.tracking import StudyTracker, mask_url, retry_first_use
-from sweep.train import HYPERPARAMETERS, TrainingDiverged, train
+from sweep.train import HYPERPARAMETERS, CurvePoint, TrainingDiverged, TrainingStopped, train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
@@ -99,7 +100,8 @@ def stale_trial_callback(client: MlflowClient) -> Callable[[optuna.Study, Frozen
 
 
 def open_study(spec: Spec, storage_url: str, client: MlflowClient) -> optuna.Study:
-    """Load or create the study; a new one gets the baseline as trial 0."""
+    """Load or create the study; a new one gets the baseline as trial 0, then the spec's
+    `[[enqueue]]` trials."""
     on_stale = stale_trial_callback(client)
     storage = connect_storage(storage_url, on_stale)
     study = optuna.create_study(
@@ -112,7 +114,9 @@ def open_study(spec: Spec, storage_url: str, client: MlflowClient) -> optuna.Stu
     elif recorded != spec.digest:
         raise SweepError(f"study '{spec.name}' was created from a different study file; give this one a new --study-name")
     if not study.get_trials(deepcopy=False):
-        study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": True}, skip_if_exists=True)
+        study.enqueue_trial(spec.params(spec.baseline), user_attrs={"baseline": True}, skip_if_exists=True)
+        for config in spec.enqueue:
+            study.enqueue_trial(spec.params(config), user_attrs={"enqueued": True}, skip_if_exists=True)
     fail_dead_local_trials(study, on_stale)
     return study
 
@@ -174,7 +178,15 @@ def run_study(
     timeout: float | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
 ) -> None:
-    """Run trials in this process until the study has `target` finished trials."""
+    """Run trials in this process until the study has `target` finished trials, or until
+    `timeout` seconds have passed: then no trial starts, and a running one stops between two
+    steps (FAIL in Optuna, KILLED in MLflow, its curve so far kept)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def on_step() -> None:
+        check_stop()
+        if deadline is not None and time.monotonic() > deadline:
+            raise TrainingStopped(f"stopped by --timeout {timeout:g}: the study's time ran out during training")
 
     def objective(trial: optuna.Trial) -> float:
         # Trial numbers are handed out atomically by the storage; the trials numbered below
@@ -189,21 +201,26 @@ def run_study(
         study.sampler = spec.make_sampler(trial.number)
         config = spec.suggest(trial)
 
-        def on_eval(step: int, val_accuracy: float, train_loss: float) -> None:
-            run.log_curve_point(step, val_accuracy, train_loss)
-            trial.report(val_accuracy, step)
+        def on_eval(p: CurvePoint) -> None:
+            run.log_curve_point(p)
+            trial.set_user_attr("train_seconds", p.train_seconds)  # so far: what a pruned or stopped trial cost
+            trial.report(p.val_accuracy, p.point)
             if trial.should_prune():
-                trial.set_user_attr("pruned_at_step", step)
-                raise optuna.TrialPruned(f"validation accuracy {val_accuracy:.4f} at step {step} is below the median")
+                where = f"{'epoch' if config.epochs else 'step'} {p.point}"
+                trial.set_user_attr("pruned_at", where)
+                raise optuna.TrialPruned(f"validation accuracy {p.val_accuracy:.4f} at {where} is below the median")
 
         with tracker.trial_run(trial.number, config, mnist.md5) as run:
             trial.set_user_attr("mlflow_run_id", run.run_id)
             try:
-                result = train(config, mnist, on_eval=on_eval, on_step=check_stop)
+                result = train(config, mnist, on_eval=on_eval, on_step=on_step)
             except TrainingDiverged as e:
                 trial.set_user_attr("failure", f"diverged: {e}")
                 raise
-            run.log_result(result, config.train_steps)
+            except TrainingStopped as e:
+                trial.set_user_attr("failure", str(e))
+                raise
+            run.log_result(result)
         # For reading only (progress lines, optuna-dashboard): Optuna optimises validation accuracy.
         for name, acc in result.accuracies.items():
             trial.set_user_attr(name, str(acc))
@@ -229,4 +246,4 @@ def run_study(
             study.stop()
 
     if claimed_trials(study) < target:
-        study.optimize(objective, timeout=timeout, catch=(TrainingDiverged, Surplus), callbacks=[after_trial])
+        study.optimize(objective, timeout=timeout, catch=(TrainingDiverged, TrainingStopped, Surplus), callbacks=[after_trial])

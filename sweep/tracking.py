@@ -29,7 +29,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 from sweep.errors import SweepError
 from sweep.spec import Spec
 from sweep.stats import Accuracy
-from sweep.train import TrainConfig, TrainResult
+from sweep.train import CurvePoint, TrainConfig, TrainingStopped, TrainResult
 
 T = TypeVar("T")
 ROLE = "sweep.role"  # "study" on a parent run, "trial" on a trial's run
@@ -91,8 +91,8 @@ class TrialRun:
         self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, step, v in sorted(new)])
         self._logged |= new
 
-    def log_curve_point(self, step: int, val_accuracy: float, train_loss: float) -> None:
-        self._log({"val_accuracy": val_accuracy, "train_loss": train_loss}, step)
+    def log_curve_point(self, p: CurvePoint) -> None:
+        self._log({"val_accuracy": p.val_accuracy, "train_loss": p.train_loss, "train_seconds": p.train_seconds}, p.point)
 
     def log_accuracies(self, accuracies: dict[str, Accuracy], step: int) -> None:
         """Each accuracy metric, with the counts and the 95% interval behind it."""
@@ -103,9 +103,10 @@ class TrialRun:
             values.update({f"{name}_ci95_low": low, f"{name}_ci95_high": high})
         self._log(values, step)
 
-    def log_result(self, result: TrainResult, step: int) -> None:
-        self.log_accuracies(result.accuracies, step)
-        self._log({"train_seconds": result.train_seconds, "samples_per_second": result.samples_per_second}, step)
+    def log_result(self, result: TrainResult) -> None:
+        """The final metrics, at the last curve point's step, and the model."""
+        self.log_accuracies(result.accuracies, result.last_point)
+        self._log({"train_seconds": result.train_seconds, "samples_per_second": result.samples_per_second}, result.last_point)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.keras"
             result.model.save(path)
@@ -161,7 +162,7 @@ def config_run(
     except BaseException as e:
         reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         client.log_batch(run_id, tags=[RunTag("sweep.failure", reason[:5000]), RunTag("sweep.trial_state", "FAIL")])
-        client.set_terminated(run_id, status="KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        client.set_terminated(run_id, status="KILLED" if isinstance(e, (KeyboardInterrupt, TrainingStopped)) else "FAILED")
         raise
     client.log_batch(run_id, tags=[RunTag("sweep.trial_state", "COMPLETE")])
     client.set_terminated(run_id, status="FINISHED")

@@ -34,6 +34,10 @@ class TrainConfig:
     train_steps: int = 799  # `iter = 1; while iter < 800`
     seed: int = 0
     eval_every: int = 200  # steps between points of the validation curve
+    # Beyond the tutorial: a longer budget for studies that aim at the claim on the full test set.
+    epochs: int | None = None  # given: train this many passes over the training images, not train_steps
+    lr_schedule: str = "constant"  # or "one_cycle": warm up to learning_rate, then anneal to ~0
+    clip_norm: float | None = None  # given: clip the gradients' global norm to this
     train_limit: int | None = None  # None: the whole split; a number: its first images
     val_limit: int | None = None
     test_limit: int | None = None
@@ -41,18 +45,44 @@ class TrainConfig:
     @classmethod
     def field_types(cls) -> dict[str, type]:
         """The Python type each field takes ("int | None" fields take int)."""
-        hints = {"int": int, "float": float, "int | None": int}
+        hints = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}
         return {f.name: hints[f.type] for f in fields(cls)}
+
+    def steps(self, train_images: int) -> int:
+        """Optimizer steps: train_steps, or as many as `epochs` passes need."""
+        return self.train_steps if self.epochs is None else math.ceil(self.epochs * train_images / self.batch_size)
+
+    def curve_points(self, train_images: int) -> dict[int, int]:
+        """Optimizer step -> the label of the curve point measured after it. Trained by epochs,
+        points are epochs, so trials with different batch sizes meet at the same points (the
+        pruner compares trials point by point); otherwise, every eval_every steps and the last."""
+        if self.epochs is not None:
+            return {math.ceil(e * train_images / self.batch_size): e for e in range(1, self.epochs + 1)}
+        steps = self.steps(train_images)
+        return {k: k for k in [*range(self.eval_every, steps, self.eval_every), steps]}
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    point: int  # the step, or the epoch when training by epochs
+    val_accuracy: float
+    train_loss: float  # mean over the steps since the previous point
+    train_seconds: float  # so far
 
 
 class TrainingDiverged(Exception):
     """The loss became NaN or infinite: further steps cannot recover, so the trial stops."""
 
 
+class TrainingStopped(Exception):
+    """Stopped from outside between two steps (the study's time ran out): not the trial's fault."""
+
+
 @dataclass(frozen=True)
 class TrainResult:
     model: keras.Model
     accuracies: dict[str, Accuracy]  # val_accuracy, test_accuracy, test_accuracy_first128
+    last_point: int  # the label of the final curve point: the step where the final metrics go
     train_loss: float  # mean loss over the last curve interval
     train_seconds: float  # optimizer steps only, not the evaluations between them
     first_step_seconds: float  # of train_seconds: tracing the graph, then one step
@@ -99,6 +129,39 @@ def _predict_fn(model: keras.Model) -> Callable:
     return model._sweep_predict
 
 
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """PyTorch's OneCycleLR (its defaults, learning rate only): cosine from peak/25 up to the
+    peak over the first 30% of steps, then cosine down to peak/25/1e4."""
+
+    def __init__(self, peak: float, total_steps: int):
+        self.peak, self.total_steps = peak, total_steps
+
+    def __call__(self, step: tf.Tensor) -> tf.Tensor:
+        step = tf.cast(step, tf.float32)
+        up_end = max(0.3 * self.total_steps - 1, 1.0)
+        start, end = self.peak / 25, self.peak / 25 / 1e4
+
+        def cosine(a: float, b: float, fraction: tf.Tensor) -> tf.Tensor:
+            return b + (a - b) / 2 * (1 + tf.cos(math.pi * tf.clip_by_value(fraction, 0.0, 1.0)))
+
+        return tf.where(step <= up_end, cosine(start, self.peak, step / up_end),
+                        cosine(self.peak, end, (step - up_end) / (self.total_steps - 1 - up_end)))
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "total_steps": self.total_steps}
+
+
+LR_SCHEDULES = {"constant": lambda peak, steps: peak, "one_cycle": OneCycle}
+
+
+def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
+    return keras.optimizers.Adam(
+        LR_SCHEDULES[config.lr_schedule](config.learning_rate, steps),
+        epsilon=1e-8,  # tf.train.AdamOptimizer's epsilon
+        global_clipnorm=config.clip_norm,
+    )
+
+
 def _train_step_fn(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> Callable:
     """One Adam step on the batch's mean softmax cross-entropy.
 
@@ -124,22 +187,23 @@ def _train_step_fn(model: keras.Model, optimizer: keras.optimizers.Optimizer) ->
 def train(
     config: TrainConfig,
     mnist: Mnist,
-    on_eval: Callable[[int, float, float], None] | None = None,
+    on_eval: Callable[[CurvePoint], None] | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> TrainResult:
-    """Train one trial. `on_eval(step, val_accuracy, train_loss)` sees each point of the
-    curves as it is measured (to record it, or to prune the trial by raising); `on_step()` runs
+    """Train one trial. `on_eval` sees each point of the curves (labelled by step or epoch,
+    see `curve_points`) as it is measured (to record it, or to prune the trial by raising); `on_step()` runs
     between optimizer steps, where it is safe to stop by raising."""
     data = mnist.limit(config.train_limit, config.val_limit, config.test_limit)
     keras.backend.clear_session()
     keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow
     tf.config.experimental.enable_op_determinism()
 
+    steps, points = config.steps(len(data.train.y)), config.curve_points(len(data.train.y))
     model = build_model(config.num_units, config.forget_bias)
-    optimizer = keras.optimizers.Adam(config.learning_rate, epsilon=1e-8)  # tf.train.AdamOptimizer's epsilon
+    optimizer = make_optimizer(config, steps)
     optimizer.build(model.trainable_variables)
     step = _train_step_fn(model, optimizer)
-    batches = batch_order(len(data.train.y), config.batch_size, config.train_steps, config.seed)
+    batches = batch_order(len(data.train.y), config.batch_size, steps, config.seed)
 
     train_seconds, first_step_seconds, recent_losses = 0.0, 0.0, []
     for k, idx in enumerate(batches, start=1):
@@ -152,17 +216,18 @@ def train(
         if on_step is not None:
             on_step()
         recent_losses.append(loss)
-        if k % config.eval_every == 0 or k == config.train_steps:
+        if k in points:
             val, train_loss = accuracy(model, data.val), float(np.mean(recent_losses))
             recent_losses = []
             if on_eval is not None:
-                on_eval(k, val.value, train_loss)
+                on_eval(CurvePoint(points[k], val.value, train_loss, train_seconds))
 
     return TrainResult(
         model=model,
         accuracies={"val_accuracy": val, **test_accuracies(model, data)},  # val: measured at the last step
+        last_point=points[steps],
         train_loss=train_loss,
         train_seconds=train_seconds,
         first_step_seconds=first_step_seconds,
-        samples_per_second=config.train_steps * config.batch_size / train_seconds,
+        samples_per_second=steps * config.batch_size / train_seconds,
     )

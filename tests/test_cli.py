@@ -20,6 +20,9 @@ def test_sweep_reaches_target_with_baseline_first(swept):
     assert trials[0].params == {"num_units": 16, "learning_rate": 0.001, "batch_size": 128, "forget_bias": 1.0}
     assert trials[1].params != trials[0].params
     assert "trial    2" in result.stdout and "3/3 trials finished" in result.stdout
+    # where the time went: the sum of the trials' optimizer-step seconds against the wall time
+    training = sum(t.user_attrs["train_seconds"] for t in trials) / 60
+    assert f"training {training:.1f} min = " in result.stdout and "everything else" in result.stdout
 
 
 def test_mlflow_has_one_parent_and_a_nested_run_per_trial(swept):

@@ -100,6 +100,23 @@ def test_diverging_trials_fail_with_reason_and_the_sweep_stops_after_five(tmp_pa
     assert_nothing_left_running(study, client, experiment_id)
 
 
+def test_timeout_stops_the_running_trial_cleanly(tmp_path):
+    spec = write_spec(tmp_path, "timeout", steps=100_000)  # hours of training without the timeout
+    result = run_cli("--study", str(spec), "--trials", "3", "--timeout", "8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study, client, experiment_id = stores(tmp_path, "timeout")
+    [trial] = study.trials  # no trial starts after the deadline
+    assert trial.state == TrialState.FAIL and "stopped by --timeout 8" in trial.user_attrs["failure"]
+    run = client.get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED" and run.data.tags["sweep.trial_state"] == "FAIL"
+    curve = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert curve and [m.step for m in curve] == list(range(20, 20 * len(curve) + 1, 20))  # kept up to the stop
+    assert "test_accuracy" not in run.data.metrics
+    assert trial.user_attrs["train_seconds"] == client.get_metric_history(run.info.run_id, "train_seconds")[-1].value
+    assert_nothing_left_running(study, client, experiment_id)
+    assert "0/3 trials finished" in result.stdout
+
+
 def start_sweep(folder, *args):
     return subprocess.Popen(cli_command(*args), cwd=folder, env=cli_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -59,18 +59,13 @@ def test_report_of_a_swept_study(swept):
     assert {"report/report.md", "report/report.html", "report/trials.csv", "report/history.png"} <= logged
 
 
-def recorded_study(folder, name, test_correct):
-    """A real Optuna study and MLflow experiment holding one finished trial with these counts,
-    as a sweep would have recorded it; no training needed to test what the report says."""
+def recorded_study(folder, name, *test_correct):
+    """A real Optuna study and MLflow experiment holding finished trials with these test counts
+    (all with the same validation count), as a sweep would have recorded them; no training
+    needed to test what the report says."""
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     experiment_id = client.create_experiment(name)
     client.create_run(experiment_id, run_name=f"study-{name}", tags={"sweep.role": "study"})
-    run = client.create_run(experiment_id, run_name="trial-0000", tags={"sweep.role": "trial", "optuna.trial_number": "0"})
-    counts = {"val_accuracy": (4980, 5000), "test_accuracy": (test_correct, 10000), "test_accuracy_first128": (127, 128)}
-    for metric, (correct, total) in counts.items():
-        for key, value in ((metric, correct / total), (f"{metric}_correct", correct), (f"{metric}_total", total)):
-            client.log_metric(run.info.run_id, key, value)
-    client.set_terminated(run.info.run_id)
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db", direction="maximize")
     params = {"num_units": 256, "learning_rate": 0.003, "batch_size": 128, "forget_bias": 1.0}
     distributions = {
@@ -79,8 +74,16 @@ def recorded_study(folder, name, test_correct):
         "batch_size": optuna.distributions.IntDistribution(32, 512, log=True),
         "forget_bias": optuna.distributions.FloatDistribution(0, 3),
     }
-    study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.996,
-                                              user_attrs={"mlflow_run_id": run.info.run_id}))
+    for number, correct in enumerate(test_correct):
+        tags = {"sweep.role": "trial", "optuna.trial_number": str(number)}
+        run = client.create_run(experiment_id, run_name=f"trial-{number:04d}", tags=tags)
+        counts = {"val_accuracy": (4980, 5000), "test_accuracy": (correct, 10000), "test_accuracy_first128": (127, 128)}
+        for metric, (right, total) in counts.items():
+            for key, value in ((metric, right / total), (f"{metric}_correct", right), (f"{metric}_total", total)):
+                client.log_metric(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.996,
+                                                  user_attrs={"mlflow_run_id": run.info.run_id}))
     return study, client
 
 
@@ -92,6 +95,14 @@ def test_verdict_in_the_report_flips_with_the_result(tmp_path, correct, sentence
     page = (tmp_path / "out" / "report.md").read_text()
     assert sentence in page and f"{correct / 100:.2f}% [" in page
     assert "No baseline runs yet" in page
+
+
+def test_a_tie_on_validation_is_broken_by_trial_order_and_said(tmp_path):
+    study, client = recorded_study(tmp_path, "tie", 9915, 9933)
+    write_report(study, client, tmp_path / "out")
+    page = (tmp_path / "out" / "report.md").read_text()
+    assert "Trial 0 (" in page and "99.21% lies inside this interval" in page  # 99.15%: the earlier trial's
+    assert "Tied with it on validation, and not chosen because they came later (Optuna's rule): trial 1, test 99.33% [" in page
 
 
 def test_report_on_a_missing_study_is_exit_2(tmp_path):

@@ -34,7 +34,14 @@ def test_tutorial_spec_baseline_is_the_tutorial():
     spec = load_spec(REPO / "studies" / "tutorial.toml")
     assert spec.baseline == TrainConfig()
     assert set(spec.search) == {"num_units", "learning_rate", "batch_size", "forget_bias"}
-    assert spec.baseline_params() == {"num_units": 128, "learning_rate": 0.001, "batch_size": 128, "forget_bias": 1.0}
+    assert spec.params(spec.baseline) == {"num_units": 128, "learning_rate": 0.001, "batch_size": 128, "forget_bias": 1.0}
+
+
+def test_beat_claim_spec_trains_by_epochs_from_the_tutorial_then_a_known_point():
+    spec = load_spec(REPO / "studies" / "beat-claim.toml")
+    assert spec.params(spec.baseline) == spec.params(TrainConfig())
+    assert spec.fixed.epochs and spec.fixed.lr_schedule == "one_cycle" and spec.fixed.clip_norm
+    assert [c.num_units for c in spec.enqueue] == [256] and spec.enqueue[0].epochs == spec.fixed.epochs
 
 
 def test_smoke_spec_limits_the_data():
@@ -67,11 +74,21 @@ def test_good_spec_fills_in_the_tutorial(tmp_path):
         (lambda t: t + "\n[baseline]\nbatch_size = 64\n", "baseline.batch_size is not searched"),
         (lambda t: t.replace("train_steps = 10", "num_units = 64"), "both fixed and searched"),
         (lambda t: t + '\n[sampler]\ntype = "grid"\n', "sampler type 'grid'"),
+        (lambda t: t.replace("train_steps = 10", "epochs = 3"), None),
+        (lambda t: t.replace("train_steps = 10", "train_steps = 10\nepochs = 3"), "epochs and train_steps both set"),
+        (lambda t: t.replace("train_steps = 10", 'lr_schedule = "cosine"'), "lr_schedule = 'cosine' is not one of constant, one_cycle"),
+        (lambda t: t.replace("train_steps = 10", "clip_norm = -1.0"), "clip_norm = -1.0 must be positive"),
+        (lambda t: t + '\n[search.lr_schedule]\ntype = "int"\nlow = 0\nhigh = 1\n', "only numbers can be searched"),
+        (lambda t: t + "\n[[enqueue]]\nnum_units = 1024\n", "enqueue\\[0\\] num_units = 1024 lies outside its range"),
+        (lambda t: t + "\n[[enqueue]]\nclip_norm = 1.0\n", "enqueue\\[0\\].clip_norm is not searched"),
         (lambda t: t + "\nname2 = [", "not valid TOML"),
         (lambda t: "", "is empty"),
     ],
 )
 def test_invalid_specs_are_refused_in_one_line(tmp_path, change, message):
+    if message is None:  # the control: this change alone is valid
+        load_spec(write(tmp_path, change(GOOD)))
+        return
     with pytest.raises(SweepError, match=message) as info:
         load_spec(write(tmp_path, change(GOOD)))
     assert "\n" not in str(info.value)

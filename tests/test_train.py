@@ -1,8 +1,9 @@
 """Training: the tutorial's batch order, seeded determinism, and real learning on a slice."""
 
 import numpy as np
+import pytest
 
-from sweep.train import TrainConfig, batch_order, train
+from sweep.train import OneCycle, TrainConfig, batch_order, train
 
 SMALL = TrainConfig(num_units=16, train_steps=40, eval_every=20, train_limit=1000, val_limit=300, test_limit=300)
 
@@ -18,7 +19,7 @@ def test_batch_order_reshuffles_each_epoch_and_straddles_epochs():
 
 def test_same_config_gives_identical_weights_and_curve(mnist):
     curves = ([], [])
-    runs = [train(SMALL, mnist, on_eval=lambda *p, c=c: c.append(p)) for c in curves]
+    runs = [train(SMALL, mnist, on_eval=lambda p, c=c: c.append((p.point, p.val_accuracy, p.train_loss))) for c in curves]
     for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert curves[0] == curves[1] and [p[0] for p in curves[0]] == [20, 40]
@@ -39,3 +40,30 @@ def test_training_learns_and_reports_counts(mnist):
     assert totals == {"val_accuracy": 500, "test_accuracy": 1000, "test_accuracy_first128": 128}
     assert result.accuracies["test_accuracy"].value > 0.5  # chance is 0.1
     assert result.train_seconds > 0 and result.samples_per_second > 0
+
+
+def test_curve_points_are_epochs_when_training_by_epochs():
+    by_epochs = TrainConfig(epochs=3, batch_size=100)
+    assert by_epochs.steps(1000) == 30 and by_epochs.curve_points(1000) == {10: 1, 20: 2, 30: 3}
+    assert TrainConfig(epochs=2, batch_size=300).curve_points(1000) == {4: 1, 7: 2}  # batches run across epochs
+    assert TrainConfig(train_steps=50, eval_every=20).curve_points(1000) == {20: 20, 40: 40, 50: 50}
+
+
+def test_one_cycle_warms_up_to_the_peak_then_anneals():
+    schedule = OneCycle(peak=0.01, total_steps=100)  # PyTorch's OneCycleLR: peak at step 0.3 * 100 - 1
+    rates = [float(schedule(step)) for step in range(100)]
+    close = lambda x: pytest.approx(x, rel=1e-5)  # noqa: E731  float32
+    assert rates[0] == close(0.01 / 25) and rates[29] == close(0.01) and max(rates) == rates[29]
+    assert rates[99] == close(0.01 / 25 / 1e4)
+    assert all(a < b for a, b in zip(rates[:29], rates[1:30])) and all(a > b for a, b in zip(rates[29:], rates[30:]))
+
+
+def test_epochs_schedule_and_clipping_reach_the_optimizer(mnist):
+    base = dict(num_units=16, epochs=2, batch_size=100, train_limit=1000, val_limit=300, test_limit=300)
+    points = []
+    plain = train(TrainConfig(**base), mnist, on_eval=lambda p: points.append(p.point))
+    assert points == [1, 2] and plain.last_point == 2
+    weights = plain.model.get_weights()[0]
+    for change in ({"lr_schedule": "one_cycle"}, {"clip_norm": 0.01}):
+        other = train(TrainConfig(**base, **change), mnist).model.get_weights()[0]
+        assert not np.array_equal(weights, other), change
