@@ -112,8 +112,7 @@ def reproduce(client: MlflowClient, run: Run, mnist: Mnist, evaluate_only: bool,
         logged_model = load_logged_model(client, run)
         if evaluate_only:
             reproduced = {"val_accuracy": accuracy(logged_model, data.val), **test_accuracies(logged_model, data)}
-            n_train = len(data.train.y)
-            record.log_accuracies(reproduced, config.curve_points(n_train)[config.steps(n_train)])
+            record.log_accuracies(reproduced, config.final_point(len(data.train.y)))
             difference = None
         else:
             result = train(config, mnist, on_eval=record.log_curve_point)

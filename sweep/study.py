@@ -214,10 +214,7 @@ def run_study(
             trial.set_user_attr("mlflow_run_id", run.run_id)
             try:
                 result = train(config, mnist, on_eval=on_eval, on_step=on_step)
-            except TrainingDiverged as e:
-                trial.set_user_attr("failure", f"diverged: {e}")
-                raise
-            except TrainingStopped as e:
+            except (TrainingDiverged, TrainingStopped) as e:
                 trial.set_user_attr("failure", str(e))
                 raise
             run.log_result(result)

@@ -61,6 +61,10 @@ class TrainConfig:
         steps = self.steps(train_images)
         return {k: k for k in [*range(self.eval_every, steps, self.eval_every), steps]}
 
+    def final_point(self, train_images: int) -> int:
+        """The last curve point's label: where a trial's final metrics are logged."""
+        return self.curve_points(train_images)[self.steps(train_images)]
+
 
 @dataclass(frozen=True)
 class CurvePoint:
@@ -212,7 +216,7 @@ def train(
         train_seconds += time.perf_counter() - started
         first_step_seconds = first_step_seconds or train_seconds
         if not math.isfinite(loss):
-            raise TrainingDiverged(f"loss is {loss} at step {k}")
+            raise TrainingDiverged(f"diverged: loss is {loss} at step {k}")
         if on_step is not None:
             on_step()
         recent_losses.append(loss)
@@ -225,7 +229,7 @@ def train(
     return TrainResult(
         model=model,
         accuracies={"val_accuracy": val, **test_accuracies(model, data)},  # val: measured at the last step
-        last_point=points[steps],
+        last_point=config.final_point(len(data.train.y)),
         train_loss=train_loss,
         train_seconds=train_seconds,
         first_step_seconds=first_step_seconds,
