@@ -1,53 +1,52 @@
 """Training throughput of the tutorial recipe, ours against references, side by side in one run.
 
-    python bench/throughput.py [--steps 799] [--data-dir DIR]
+    python bench/throughput.py [--steps 799] [--rounds 8] [--data-dir DIR]
 
 Each implementation trains the tutorial configuration (num_units 128, batch 128, Adam 1e-3) on
-the same MNIST batches in the same order for the same number of steps, one after another on
-this machine; the table gives training samples/s and each one's ratio to ours:
-  ours      sweep.train.train, the code every trial runs (also shown with its first step,
-            which traces the graph, included)
+the same MNIST batches in the same order for the same number of steps:
+  ours      the training step every trial runs (sweep.train.make_trainer)
   tf1       the tutorial's own graph: TF1 session, feed_dict, 28 unrolled BasicLSTMCell steps
   keras     keras.layers.LSTM + model.fit
   torch     PyTorch nn.LSTM (only when torch is installed: pip install torch)
-samples/s counts the steps after the first (which builds or traces the graph).
+Each one first builds and takes the first step (graph building or tracing: the "first step"
+column). The remaining steps run in rounds, the implementations taking turns on the same
+batches, so a slow spell of this shared machine hits all of them alike; samples/s is the
+median over the rounds, and the ratio is ours / this (above 1: ours is faster).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
 import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
-from sweep.data import load_mnist  # noqa: E402
-from sweep.train import TrainConfig, batch_order, train  # noqa: E402
+from sweep.data import Mnist, load_mnist  # noqa: E402
+from sweep.train import TrainConfig, batch_order, make_trainer  # noqa: E402
 
 CONFIG = TrainConfig()
+Steps = Callable[[np.ndarray], None]  # trains on these batches (rows of indices), in order
 
 
-def timed_steps(step, batches) -> float:
-    """Samples/s over all batches but the first, which traces or builds."""
-    step(batches[0])
-    started = time.perf_counter()
-    for b in batches[1:]:
-        step(b)
-    return sum(len(b) for b in batches[1:]) / (time.perf_counter() - started)
+def ours(mnist: Mnist, total_steps: int) -> Steps:
+    _, step = make_trainer(CONFIG, total_steps)
+
+    def steps(batches: np.ndarray) -> None:
+        for idx in batches:
+            float(step(mnist.train.x[idx], mnist.train.y[idx]))  # as sweep.train.train does
+
+    return steps
 
 
-def ours(mnist, steps: int) -> tuple[float, float]:
-    """(samples/s after the first step, samples/s of the whole trial including tracing)."""
-    result = train(TrainConfig(train_steps=steps, eval_every=steps), mnist)
-    steady = (steps - 1) * CONFIG.batch_size / (result.train_seconds - result.first_step_seconds)
-    return steady, result.samples_per_second
-
-
-def tf1(mnist, batches) -> float:
+def tf1(mnist: Mnist, total_steps: int) -> Steps:
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -68,66 +67,92 @@ def tf1(mnist, batches) -> float:
         b = v1.Variable(v1.random_normal([10]))
         loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=tf.matmul(h, w) + b))
         opt = v1.train.AdamOptimizer(CONFIG.learning_rate).minimize(loss)
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            return timed_steps(lambda idx: session.run(opt, {x: mnist.train.x[idx], y: mnist.train.y[idx]}), batches)
+        init = v1.global_variables_initializer()
+    session = v1.Session(graph=graph)
+    session.run(init)
+
+    def steps(batches: np.ndarray) -> None:
+        for idx in batches:
+            session.run(opt, {x: mnist.train.x[idx], y: mnist.train.y[idx]})
+
+    return steps
 
 
-def keras_lstm(mnist, batches) -> float:
+def keras_lstm(mnist: Mnist, total_steps: int) -> Steps:
     import keras
 
     model = keras.Sequential([keras.Input((28, 28)), keras.layers.LSTM(CONFIG.num_units), keras.layers.Dense(10)])
     model.compile(keras.optimizers.Adam(CONFIG.learning_rate), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    order = batches.ravel()
-    x, y = mnist.train.x[order], mnist.train.y[order]
-    first = CONFIG.batch_size
-    model.fit(x[:first], y[:first], batch_size=first, epochs=1, verbose=0)  # builds and traces
-    started = time.perf_counter()
-    model.fit(x[first:], y[first:], batch_size=first, epochs=1, verbose=0, shuffle=False)
-    return (len(order) - first) / (time.perf_counter() - started)
+
+    def steps(batches: np.ndarray) -> None:  # one fit() per round, as a user would call it
+        order = batches.ravel()
+        model.fit(mnist.train.x[order], mnist.train.y[order], batch_size=CONFIG.batch_size, epochs=1, verbose=0, shuffle=False)
+
+    return steps
 
 
-def torch_lstm(mnist, batches) -> float | None:
+def torch_lstm(mnist: Mnist, total_steps: int) -> Steps | None:
     try:
         import torch
     except ImportError:
         return None
     torch.manual_seed(0)
     lstm, head = torch.nn.LSTM(28, CONFIG.num_units, batch_first=True), torch.nn.Linear(CONFIG.num_units, 10)
-    params = [*lstm.parameters(), *head.parameters()]
-    opt = torch.optim.Adam(params, lr=CONFIG.learning_rate)
+    opt = torch.optim.Adam([*lstm.parameters(), *head.parameters()], lr=CONFIG.learning_rate)
     x, y = torch.from_numpy(mnist.train.x), torch.from_numpy(mnist.train.y)
 
-    def step(idx):
-        index = torch.from_numpy(idx)
-        opt.zero_grad()
-        out, _ = lstm(x[index])
-        torch.nn.functional.cross_entropy(head(out[:, -1]), y[index]).backward()
-        opt.step()
+    def steps(batches: np.ndarray) -> None:
+        for idx in batches:
+            index = torch.from_numpy(idx)
+            opt.zero_grad()
+            out, _ = lstm(x[index])
+            torch.nn.functional.cross_entropy(head(out[:, -1]), y[index]).backward()
+            opt.step()
 
-    return timed_steps(step, batches)
+    return steps
+
+
+IMPLEMENTATIONS = {
+    "ours (sweep.train)": ours,
+    "tf1 graph (tutorial)": tf1,
+    "keras.layers.LSTM + fit": keras_lstm,
+    "torch nn.LSTM": torch_lstm,
+}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=CONFIG.train_steps)
+    p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist"))
     args = p.parse_args()
     mnist = load_mnist(args.data_dir)
     batches = batch_order(len(mnist.train.y), CONFIG.batch_size, args.steps, CONFIG.seed)
-    steady, whole = ours(mnist, args.steps)
-    results = {"ours (sweep.train)": steady, "ours, incl. tracing": whole}
-    results["tf1 graph (tutorial)"] = tf1(mnist, batches)
-    results["keras.layers.LSTM + fit"] = keras_lstm(mnist, batches)
-    results["torch nn.LSTM"] = torch_lstm(mnist, batches)
-    mine = results["ours (sweep.train)"]
-    print(f"tutorial recipe, {args.steps} steps of batch {CONFIG.batch_size}, {os.cpu_count()} CPUs")
-    print(f"{'implementation':26} {'samples/s':>10} {'ours / this':>12}")
-    for name, rate in results.items():
-        if rate is None:
+
+    runners, first_step = {}, {}
+    for name, make in IMPLEMENTATIONS.items():
+        started = time.perf_counter()
+        runner = make(mnist, args.steps)
+        if runner is not None:
+            runner(batches[:1])
+            runners[name], first_step[name] = runner, time.perf_counter() - started
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for chunk in np.array_split(batches[1:], args.rounds):
+        for name, runner in runners.items():
+            started = time.perf_counter()
+            runner(chunk)
+            rates[name].append(chunk.size / (time.perf_counter() - started))
+
+    median = {name: statistics.median(r) for name, r in rates.items()}
+    mine = median["ours (sweep.train)"]
+    print(f"tutorial recipe, {args.steps} steps of batch {CONFIG.batch_size}, {args.rounds} rounds, {os.cpu_count()} CPUs")
+    print(f"{'implementation':26} {'samples/s':>10} {'(rounds min-max)':>17} {'build+step 1':>13} {'ours / this':>12}")
+    for name in IMPLEMENTATIONS:
+        if name not in runners:
             print(f"{name:26} {'(not installed)':>10}")
-        else:
-            print(f"{name:26} {rate:10.0f} {mine / rate:11.2f}x")
+            continue
+        spread = f"{min(rates[name]):.0f}-{max(rates[name]):.0f}"
+        print(f"{name:26} {median[name]:10.0f} {spread:>17} {first_step[name]:12.1f}s {mine / median[name]:11.2f}x")
 
 
 if __name__ == "__main__":
