@@ -40,7 +40,7 @@ def lstm_last_h(z_x: tf.Tensor, h_kernel: tf.Tensor) -> tf.Tensor:
         sigmoid_grad, tanh_grad = tf.raw_ops.SigmoidGrad, tf.raw_ops.TanhGrad
         kernel_t, dc, dz = tf.transpose(h_kernel), None, []
         for t in reversed(range(len(saved))):
-            h_prev, c_prev, i, j, f, o, tanh_c = saved[t]
+            _, c_prev, i, j, f, o, tanh_c = saved[t]  # its h enters the kernel's gradient below
             dc_here = tanh_grad(y=tanh_c, dy=dh * o)
             dc = dc_here if dc is None else dc + dc_here
             df = sigmoid_grad(y=f, dy=dc * c_prev) if t else tf.zeros_like(dc)

@@ -1,8 +1,9 @@
 """Study specs: the search space as data (`studies/*.toml`), validated before anything is written.
 
 A spec names what its trials share (`[fixed]`), what Optuna searches (`[search.<name>]`), trial
-0 (`[baseline]`), trials to run next (`[[enqueue]]`, optional), the sampler and the pruner. Whatever a spec leaves out is the tutorial's recipe
-(`TrainConfig` defaults), so the tutorial is written down once, in `sweep/train.py`.
+0 (`[baseline]`), trials to run next (`[[enqueue]]`, optional), the sampler and the pruner.
+Whatever a spec leaves out is the tutorial's recipe (`TrainConfig` defaults), so the tutorial is
+written down once, in `sweep/train.py`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ class Accuracy:
     correct: int
     total: int
 
+    @classmethod
+    def of(cls, hits) -> Accuracy:
+        """From a boolean array: one entry per image, True where the prediction was right."""
+        return cls(int(hits.sum()), len(hits))
+
     @property
     def value(self) -> float:
         return self.correct / self.total

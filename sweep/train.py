@@ -110,16 +110,11 @@ def test_accuracies(model: keras.Model, data: Mnist) -> dict[str, Accuracy]:
     """The rules of method: all test images, and beside it the tutorial's first 128 (read off
     the same predictions)."""
     hits = _hits(model, data.test)
-    first = hits[:FIRST_TEST_IMAGES]
-    return {
-        "test_accuracy": Accuracy(int(hits.sum()), len(hits)),
-        "test_accuracy_first128": Accuracy(int(first.sum()), len(first)),
-    }
+    return {"test_accuracy": Accuracy.of(hits), "test_accuracy_first128": Accuracy.of(hits[:FIRST_TEST_IMAGES])}
 
 
 def accuracy(model: keras.Model, split: Split) -> Accuracy:
-    hits = _hits(model, split)
-    return Accuracy(int(hits.sum()), len(hits))
+    return Accuracy.of(_hits(model, split))
 
 
 def _hits(model: keras.Model, split: Split) -> np.ndarray:
