@@ -15,8 +15,12 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sweep.errors import SweepError
+
+if TYPE_CHECKING:  # imported where used: TensorFlow is slow to import, and --help should be fast
+    from sweep.data import Mnist
 
 DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "studies" / "tutorial.toml"
 
@@ -140,18 +144,28 @@ def load_study_spec(args: argparse.Namespace):
     return dataclasses.replace(spec, name=args.study_name) if args.study_name else spec
 
 
+def prepare(data_dir: str | None) -> Mnist:
+    """What every training command needs, checked before anything is recorded: MNIST, and the
+    LSTM op (built on first use)."""
+    from sweep.data import load_mnist
+    from sweep.lstm_op import load
+
+    mnist = load_mnist(data_dir)
+    load()
+    return mnist
+
+
 def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     from tqdm import tqdm
 
-    from sweep.data import load_mnist
     from sweep.report import write_report
     from sweep.study import FINISHED, Interrupted, finished_trials, open_study, request_stop, run_study
     from sweep.tracking import StudyTracker, connect
     from optuna.trial import TrialState
 
     spec = load_study_spec(args)
-    mnist = load_mnist(args.data_dir)
+    mnist = prepare(args.data_dir)
     client = connect(args.tracking_uri)
     study = open_study(spec, args.storage, client)
     tracker = StudyTracker(client, spec, args.storage)
@@ -257,11 +271,10 @@ def report(args: argparse.Namespace) -> int:
 def baseline(args: argparse.Namespace) -> int:
     quiet_libraries()
     from sweep.baseline import run_baseline
-    from sweep.data import load_mnist
     from sweep.tracking import connect
 
     spec = load_study_spec(args)
-    mnist = load_mnist(args.data_dir)
+    mnist = prepare(args.data_dir)
     client = connect(args.tracking_uri)
 
     def on_seed(seed, result) -> None:
@@ -280,12 +293,11 @@ def reproduce(args: argparse.Namespace) -> int:
         raise SweepError("give either a RUN_ID or both --study-name and --trial")
     quiet_libraries()
     from sweep import reproduce as rep
-    from sweep.data import load_mnist
     from sweep.tracking import connect
 
     client = connect(args.tracking_uri)
     run = rep.find_run(client, args.run_id, args.study_name, args.trial)
-    mnist = load_mnist(args.data_dir)
+    mnist = prepare(args.data_dir)
     how = "re-evaluating its logged model" if args.evaluate_only else "re-training it"
     print(f"reproducing {run.info.run_name} (run {run.info.run_id}) by {how}")
     comparison = rep.reproduce(client, run, mnist, args.evaluate_only)

@@ -26,6 +26,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
+from sweep import lstm_op
 from sweep.errors import SweepError
 from sweep.spec import Spec
 from sweep.stats import Accuracy
@@ -69,6 +70,7 @@ def environment(md5: dict[str, str]) -> dict[str, str]:
 
     env = {f"version.{m.__name__}": m.__version__ for m in (tensorflow, keras, numpy, optuna, mlflow)}
     env["version.python"] = platform.python_version()
+    env.update(lstm_op.build_info())
     env.update({f"mnist_md5.{name}": digest for name, digest in md5.items()})
     return env
 

@@ -1,6 +1,7 @@
 """The whole slice through the real command line: Optuna storage, MLflow store, resume, errors."""
 
 import sqlite3
+import subprocess
 
 import keras
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from sweep.data import load_mnist
-from tests.conftest import DATA_DIR, SMOKE, run_cli, trial_runs
+from tests.conftest import DATA_DIR, SMOKE, cli_command, cli_env, run_cli, trial_runs
 
 
 def test_sweep_reaches_target_with_baseline_first(swept):
@@ -102,3 +103,16 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
         tables = sqlite3.connect(db).execute("select name from sqlite_master where name in ('runs', 'trials')")
         for (table,) in tables:
             assert sqlite3.connect(db).execute(f"select count(*) from {table}").fetchone()[0] == 0
+
+
+def test_failed_op_build_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    """Without a C++ compiler the LSTM op cannot be built: the sweep says so in one line before
+    it records anything."""
+    env = {**cli_env(), "CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run(cli_command("--study", str(SMOKE), "--trials", "1"), cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("sweep.py")]
+    assert len(lines) == 1 and "cannot build the LSTM op" in lines[0] and "install a C++ compiler" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.db"))

@@ -2,7 +2,10 @@
 
 import keras
 import numpy as np
+import pytest
+import tensorflow as tf
 
+from sweep.lstm_op import load
 from sweep.model import build_model
 
 
@@ -67,10 +70,8 @@ def test_saves_as_keras_file_and_loads_with_same_outputs(tmp_path):
 
 
 def test_written_out_gradients_match_autodiff():
-    """The layer's hand-written backpropagation through time against TensorFlow's autodiff of
-    the plain cell loop, for every trainable weight, with nonzero biases."""
-    import tensorflow as tf
-
+    """The native op's backpropagation through time (sweep/lstm_op.cc) against TensorFlow's
+    autodiff of the plain cell loop, for every trainable weight, with nonzero biases."""
     rng = np.random.default_rng(3)
     units, forget_bias = 16, 0.7
     model = build_model(units, forget_bias)
@@ -83,7 +84,7 @@ def test_written_out_gradients_match_autodiff():
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
 
     with tf.GradientTape() as tape:
-        ours_loss = loss(model(x))
+        ours_loss = loss(model(x, training=True))
     ours = tape.gradient(ours_loss, model.trainable_variables)
     kernel, bias, w, b = model.trainable_variables
     with tf.GradientTape() as tape:
@@ -97,3 +98,17 @@ def test_written_out_gradients_match_autodiff():
     for name, a, r in zip(("kernel", "bias", "head w", "head b"), ours, autodiff):
         assert np.abs(a.numpy()).max() > 1e-3, name  # a gradient that is really there
         np.testing.assert_allclose(a.numpy(), r.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_training_and_inference_paths_agree():
+    """Training keeps every step for the gradient, inference reuses two steps of scratch: same
+    outputs, for an odd batch too."""
+    keras.utils.set_random_seed(4)
+    model = build_model(24, 1.0)
+    x = np.random.default_rng(4).random((7, 28, 28)).astype(np.float32)
+    np.testing.assert_array_equal(model(x, training=True).numpy(), model(x, training=False).numpy())
+
+
+def test_op_rejects_mismatched_shapes():
+    with pytest.raises(tf.errors.InvalidArgumentError, match="BasicLstm: want"):  # kernel rows: 28 + 9 units, not 36
+        load().basic_lstm(tf.zeros([2, 28, 28]), tf.zeros([36, 36]), tf.zeros([36]), forget_bias=1.0, keep_steps=False)
