@@ -89,7 +89,6 @@ class TrainResult:
     last_point: int  # the label of the final curve point: the step where the final metrics go
     train_loss: float  # mean loss over the last curve interval
     train_seconds: float  # optimizer steps only, not the evaluations between them
-    first_step_seconds: float  # of train_seconds: tracing the graph, then one step
     samples_per_second: float
 
     @property
@@ -218,12 +217,11 @@ def train(
     model, step = make_trainer(config, steps)
     batches = batch_order(len(data.train.y), config.batch_size, steps, config.seed)
 
-    train_seconds, first_step_seconds, recent_losses = 0.0, 0.0, []
+    train_seconds, recent_losses = 0.0, []
     for k, idx in enumerate(batches, start=1):
         started = time.perf_counter()
         loss = float(step(data.train.x[idx], data.train.y[idx]))
         train_seconds += time.perf_counter() - started
-        first_step_seconds = first_step_seconds or train_seconds
         if not math.isfinite(loss):
             raise TrainingDiverged(f"diverged: loss is {loss} at step {k}")
         if on_step is not None:
@@ -241,6 +239,5 @@ def train(
         last_point=config.final_point(len(data.train.y)),
         train_loss=train_loss,
         train_seconds=train_seconds,
-        first_step_seconds=first_step_seconds,
         samples_per_second=steps * config.batch_size / train_seconds,
     )

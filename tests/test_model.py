@@ -69,7 +69,7 @@ def test_saves_as_keras_file_and_loads_with_same_outputs(tmp_path):
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
 
 
-def test_written_out_gradients_match_autodiff():
+def test_op_gradients_match_autodiff():
     """The native op's backpropagation through time (sweep/lstm_op.cc) against TensorFlow's
     autodiff of the plain cell loop, for every trainable weight, with nonzero biases."""
     rng = np.random.default_rng(3)
