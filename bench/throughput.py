@@ -4,7 +4,7 @@
 
 Each implementation trains the tutorial configuration (num_units 128, batch 128, Adam 1e-3) on
 the same MNIST batches in the same order for the same number of steps:
-  ours      the training step every trial runs (sweep.train.make_trainer)
+  ours      the trainer every trial runs (sweep.train.make_trainer)
   tf1       the tutorial's own graph: TF1 session, feed_dict, 28 unrolled BasicLSTMCell steps
   keras     keras.layers.LSTM + model.fit
   torch     PyTorch nn.LSTM (only when torch is installed: pip install torch)
@@ -30,18 +30,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
 from sweep.data import Mnist, load_mnist  # noqa: E402
-from sweep.train import TrainConfig, batch_order, make_trainer  # noqa: E402
+from sweep.train import TrainConfig, batch_order, make_trainer, steps_per_call  # noqa: E402
 
 CONFIG = TrainConfig()
 Steps = Callable[[np.ndarray], None]  # trains on these batches (rows of indices), in order
 
 
 def ours(mnist: Mnist, total_steps: int) -> Steps:
-    _, step = make_trainer(CONFIG, total_steps)
+    _, run = make_trainer(CONFIG, total_steps, mnist.train)
 
     def steps(batches: np.ndarray) -> None:
-        for idx in batches:
-            float(step(mnist.train.x[idx], mnist.train.y[idx]))  # as sweep.train.train does
+        per_call = steps_per_call(CONFIG.batch_size)  # as sweep.train.train calls it
+        for start in range(0, len(batches), per_call):
+            run(batches[start : start + per_call])
 
     return steps
 

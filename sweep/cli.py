@@ -327,8 +327,7 @@ def trial_line(trial) -> str:
     head = f"trial {trial.number:4d}  {params}"
     a = trial.user_attrs
     if trial.state.name == "PRUNED":
-        last = trial.intermediate_values[max(trial.intermediate_values)]
-        return f"{head}  pruned at {a.get('pruned_at')}, val {100 * last:.2f}%"
+        return f"{head}  pruned at {a['pruned_at']}, val {a['pruned_val']}"
     if trial.value is None:
         return f"{head}  {trial.state.name.lower()}: {a.get('failure', 'see its MLflow run')}"
     return f"{head}  val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  {a['train_seconds']:.0f}s"

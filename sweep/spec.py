@@ -27,7 +27,7 @@ PRUNERS = {  # type -> (class, the settings a spec may give)
 }
 TABLES = {"name", "description", "fixed", "baseline", "enqueue", "search", "sampler", "pruner"}
 PARAM_KEYS = {"type", "low", "high", "log", "step"}
-POSITIVE = {"num_units", "batch_size", "train_steps", "eval_every", "train_limit", "val_limit", "test_limit", "epochs", "clip_norm"}
+POSITIVE = {"num_units", "batch_size", "train_steps", "eval_every", "curve_val_limit", "train_limit", "val_limit", "test_limit", "epochs", "clip_norm"}
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,19 @@ def claimed_trials(study: optuna.Study, below: int | None = None) -> int:
     return len([t for t in trials if below is None or t.number < below])
 
 
+def earlier_copy(study: optuna.Study, number: int) -> int | None:
+    """Workers that create a study at the same moment may each enqueue the baseline (and the
+    spec's [[enqueue]] trials): enqueueing checks for an existing copy, but not atomically. The
+    earlier copy of an enqueued trial, if this one is a later one. (Retries of a dead worker's
+    trial carry `failed_trial` and are not copies.)"""
+    trials = study.get_trials(deepcopy=False)
+    mine = trials[number].system_attrs
+    if "fixed_params" not in mine or "failed_trial" in mine:
+        return None
+    return next((t.number for t in trials[:number] if t.system_attrs.get("fixed_params") == mine["fixed_params"]
+                 and "failed_trial" not in t.system_attrs), None)
+
+
 def run_study(
     study: optuna.Study,
     spec: Spec,
@@ -194,6 +207,10 @@ def run_study(
         if claimed_trials(study, below=trial.number) >= target:
             trial.set_user_attr("failure", "surplus: the target was reached by other workers; not run")
             raise Surplus
+        twin = earlier_copy(study, trial.number)
+        if twin is not None:
+            trial.set_user_attr("failure", f"surplus: a second copy of trial {twin}, enqueued by workers that created the study together; not run")
+            raise Surplus
         trial.set_user_attr("worker", worker_identity())
         # A sampler seeded by the trial's number: reproducible in one process, yet workers (and
         # resumed runs) never replay each other's random proposals. The sampler reads the
@@ -208,6 +225,7 @@ def run_study(
             if trial.should_prune():
                 where = f"{'epoch' if config.epochs else 'step'} {p.point}"
                 trial.set_user_attr("pruned_at", where)
+                trial.set_user_attr("pruned_val", str(p.val))
                 raise optuna.TrialPruned(f"validation accuracy {p.val_accuracy:.4f} at {where} is below the median")
 
         with tracker.trial_run(trial.number, config, mnist.md5) as run:

@@ -94,7 +94,8 @@ class TrialRun:
         self._logged |= new
 
     def log_curve_point(self, p: CurvePoint) -> None:
-        self._log({"val_accuracy": p.val_accuracy, "train_loss": p.train_loss, "train_seconds": p.train_seconds}, p.point)
+        values = {"val_accuracy": p.val.value, "val_accuracy_total": p.val.total}  # the total: see curve_val_limit
+        self._log({**values, "train_loss": p.train_loss, "train_seconds": p.train_seconds}, p.point)
 
     def log_accuracies(self, accuracies: dict[str, Accuracy], step: int) -> None:
         """Each accuracy metric, with the counts and the 95% interval behind it."""

@@ -185,6 +185,20 @@ def test_killed_worker_trial_is_failed_and_retried_by_the_next_worker(tmp_path):
     assert_one_finished_run_per_complete_trial(study, client, experiment_id)
 
 
+def test_a_baseline_enqueued_twice_runs_once(tmp_path):
+    """Workers creating a study together can each enqueue the baseline (seen on PostgreSQL)."""
+    assert run_cli("--study", str(SMOKE), "--trials", "1", cwd=tmp_path).returncode == 0
+    study, _, _ = stores(tmp_path, "smoke")
+    study.enqueue_trial(study.trials[0].params, user_attrs={"baseline": True})  # the racing worker's copy
+    result = run_cli("--study", str(SMOKE), "--trials", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study, _, _ = stores(tmp_path, "smoke")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert "second copy of trial 0" in study.trials[1].user_attrs["failure"]
+    assert study.trials[2].params != study.trials[0].params
+    assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("trial ")] == ["2"]
+
+
 def test_n_jobs_runs_worker_processes_on_one_study(tmp_path):
     result = run_cli("--study", str(SMOKE), "--trials", "4", "--n-jobs", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

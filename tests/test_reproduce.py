@@ -68,3 +68,18 @@ def test_unknown_run_id_is_exit_2(swept):
     result = run_cli("reproduce", "0123456789abcdef", cwd=folder)
     assert result.returncode == 2 and "no MLflow run with id 0123456789abcdef" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_logged_before_a_config_field_existed_rebuilds_with_its_default(tmp_path):
+    from dataclasses import asdict
+
+    from sweep.reproduce import config_from_run
+    from sweep.train import TrainConfig
+
+    config = TrainConfig(num_units=64, learning_rate=0.003, val_limit=300)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run = client.create_run(client.create_experiment("old"))
+    for key, value in asdict(config).items():
+        if key != "curve_val_limit":  # added after such runs were logged
+            client.log_param(run.info.run_id, key, str(value))
+    assert config_from_run(client.get_run(run.info.run_id)) == config

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sweep.train import OneCycle, TrainConfig, batch_order, train
+from sweep.train import OneCycle, TrainConfig, batch_order, make_trainer, train
 
 SMALL = TrainConfig(num_units=16, train_steps=40, eval_every=20, train_limit=1000, val_limit=300, test_limit=300)
 
@@ -26,6 +26,18 @@ def test_same_config_gives_identical_weights_and_curve(mnist):
     assert runs[0].accuracies == runs[1].accuracies
 
 
+def test_weights_do_not_depend_on_how_steps_are_grouped_into_calls(mnist):
+    """train() takes its steps in calls of several; each step must still see the previous one's weights."""
+    batches = batch_order(1000, 32, steps=12, seed=0)
+    grouped, single = make_trainer(SMALL, 12, mnist.train), make_trainer(SMALL, 12, mnist.train)
+    losses = [grouped[1](batches[:5]), grouped[1](batches[5:])]
+    one_by_one = [single[1](batches[k : k + 1]) for k in range(12)]
+    np.testing.assert_array_equal(np.concatenate(losses), np.concatenate(one_by_one))
+    for a, b in zip(grouped[0].get_weights(), single[0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert len(set(np.concatenate(losses).tolist())) == 12  # every step changed the weights
+
+
 def test_another_seed_gives_other_weights(mnist):
     a = train(SMALL, mnist)
     b = train(TrainConfig(**{**SMALL.__dict__, "seed": 1}), mnist)
@@ -40,6 +52,13 @@ def test_training_learns_and_reports_counts(mnist):
     assert totals == {"val_accuracy": 500, "test_accuracy": 1000, "test_accuracy_first128": 128}
     assert result.accuracies["test_accuracy"].value > 0.5  # chance is 0.1
     assert result.train_seconds > 0 and result.samples_per_second > 0
+
+
+def test_curve_points_before_the_last_may_use_part_of_the_validation_set(mnist):
+    points = []
+    result = train(TrainConfig(**{**SMALL.__dict__, "curve_val_limit": 100}), mnist, on_eval=points.append)
+    assert [(p.point, p.val.total) for p in points] == [(20, 100), (40, 300)]
+    assert points[-1].val == result.accuracies["val_accuracy"]  # the final figure: every validation image
 
 
 def test_curve_points_are_epochs_when_training_by_epochs():
