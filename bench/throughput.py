@@ -4,14 +4,16 @@
 
 Each implementation trains the tutorial configuration (num_units 128, batch 128, Adam 1e-3) on
 the same MNIST batches in the same order for the same number of steps:
-  ours      the trainer every trial runs (sweep.train.make_trainer)
+  ours      the trainer every trial runs (sweep.train.Trainer), with the native backend (the
+            compiled op) and with the keras backend (keras.layers.LSTM in the same loop), so
+            the op's gain is measured beside the stock layer's
   tf1       the tutorial's own graph: TF1 session, feed_dict, 28 unrolled BasicLSTMCell steps
   keras     keras.layers.LSTM + model.fit
   torch     PyTorch nn.LSTM (only when torch is installed: pip install torch)
 Each one first builds and takes the first step (graph building or tracing: the "first step"
 column). The remaining steps run in rounds, the implementations taking turns on the same
 batches, so a slow spell of this shared machine hits all of them alike; samples/s is the
-median over the rounds, and the ratio is ours / this (above 1: ours is faster).
+median over the rounds, and the ratio is our native backend / this (above 1: it is faster).
 """
 
 from __future__ import annotations
@@ -30,21 +32,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
 from sweep.data import Mnist, load_mnist  # noqa: E402
-from sweep.train import TrainConfig, batch_order, make_trainer, steps_per_call  # noqa: E402
+from sweep.config import TrainConfig  # noqa: E402
+from sweep.model import Backend, cores  # noqa: E402
+from sweep.train import Trainer, batch_order, steps_per_call  # noqa: E402
 
 CONFIG = TrainConfig()
 Steps = Callable[[np.ndarray], None]  # trains on these batches (rows of indices), in order
 
 
-def ours(mnist: Mnist, total_steps: int) -> Steps:
-    _, run = make_trainer(CONFIG, total_steps, mnist.train)
+def ours(backend: str, chains: int) -> Callable[[Mnist, int], Steps]:
+    def make(mnist: Mnist, total_steps: int) -> Steps:
+        trainer = Trainer(CONFIG, total_steps, mnist.train, Backend(backend, chains))
 
-    def steps(batches: np.ndarray) -> None:
-        per_call = steps_per_call(CONFIG.batch_size)  # as sweep.train.train calls it
-        for start in range(0, len(batches), per_call):
-            run(batches[start : start + per_call])
+        def steps(batches: np.ndarray) -> None:
+            per_call = steps_per_call(CONFIG.batch_size)  # as sweep.train.train calls it
+            for start in range(0, len(batches), per_call):
+                trainer.steps(batches[start : start + per_call])
 
-    return steps
+        return steps
+
+    return make
 
 
 def tf1(mnist: Mnist, total_steps: int) -> Steps:
@@ -113,25 +120,28 @@ def torch_lstm(mnist: Mnist, total_steps: int) -> Steps | None:
     return steps
 
 
-IMPLEMENTATIONS = {
-    "ours (sweep.train)": ours,
-    "tf1 graph (tutorial)": tf1,
-    "keras.layers.LSTM + fit": keras_lstm,
-    "torch nn.LSTM": torch_lstm,
-}
+def implementations(chains: int) -> dict[str, Callable[[Mnist, int], Steps | None]]:
+    return {
+        "ours, native backend": ours("native", chains),
+        "ours, keras backend": ours("keras", chains),
+        "tf1 graph (tutorial)": tf1,
+        "keras.layers.LSTM + fit": keras_lstm,
+        "torch nn.LSTM": torch_lstm,
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=CONFIG.train_steps)
     p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--chains", type=int, default=cores(), help="our trainer's chains (default: the CPUs this process may use)")
     p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist"))
     args = p.parse_args()
     mnist = load_mnist(args.data_dir)
     batches = batch_order(len(mnist.train.y), CONFIG.batch_size, args.steps, CONFIG.seed)
 
-    runners, first_step = {}, {}
-    for name, make in IMPLEMENTATIONS.items():
+    runners, first_step, every = {}, {}, implementations(args.chains)
+    for name, make in every.items():
         started = time.perf_counter()
         runner = make(mnist, args.steps)
         if runner is not None:
@@ -145,15 +155,15 @@ def main() -> None:
             rates[name].append(chunk.size / (time.perf_counter() - started))
 
     median = {name: statistics.median(r) for name, r in rates.items()}
-    mine = median["ours (sweep.train)"]
-    print(f"tutorial recipe, {args.steps} steps of batch {CONFIG.batch_size}, {args.rounds} rounds, {os.cpu_count()} CPUs")
-    print(f"{'implementation':26} {'samples/s':>10} {'(rounds min-max)':>17} {'build+step 1':>13} {'ours / this':>12}")
-    for name in IMPLEMENTATIONS:
+    mine = median["ours, native backend"]
+    print(f"tutorial recipe, {args.steps} steps of batch {CONFIG.batch_size}, {args.rounds} rounds, {cores()} CPUs, {args.chains} chains")
+    print(f"{'implementation':26} {'samples/s':>10} {'(rounds min-max)':>17} {'build+step 1':>13} {'native / this':>14}")
+    for name in every:
         if name not in runners:
             print(f"{name:26} {'(not installed)':>10}")
             continue
         spread = f"{min(rates[name]):.0f}-{max(rates[name]):.0f}"
-        print(f"{name:26} {median[name]:10.0f} {spread:>17} {first_step[name]:12.1f}s {mine / median[name]:11.2f}x")
+        print(f"{name:26} {median[name]:10.0f} {spread:>17} {first_step[name]:12.1f}s {mine / median[name]:13.2f}x")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from mlflow.entities import Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from sweep.data import Mnist
+from sweep.model import Backend
 from sweep.spec import Spec
 from sweep.tracking import ROLE, config_run, experiment_id
 from sweep.train import TrainResult, train
@@ -30,7 +31,8 @@ def baseline_runs(client: MlflowClient, study_name: str) -> list[Run]:
 
 
 def run_baseline(
-    client: MlflowClient, spec: Spec, mnist: Mnist, seeds: int, on_seed: Callable[[int, TrainResult], None]
+    client: MlflowClient, spec: Spec, mnist: Mnist, backend: Backend, seeds: int,
+    on_seed: Callable[[int, TrainResult], None],
 ) -> None:
     """Train the spec's baseline with seeds 0..seeds-1, skipping seeds already recorded."""
     done = {int(r.data.params["seed"]) for r in baseline_runs(client, spec.name)}
@@ -48,8 +50,8 @@ def run_baseline(
                 continue
             config = replace(spec.baseline, seed=seed)
             tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: "baseline-seed", "optuna.study_name": spec.name}
-            with config_run(client, exp_id, f"baseline-seed-{seed}", config, mnist.md5, tags) as record:
-                result = train(config, mnist, on_eval=record.log_curve_point)
+            with config_run(client, exp_id, f"baseline-seed-{seed}", config, mnist.md5, backend, tags) as record:
+                result = train(config, mnist, backend, on_eval=record.log_curve_point)
                 record.log_result(result)
             on_seed(seed, result)
     finally:

@@ -21,6 +21,7 @@ from sweep.errors import SweepError
 
 if TYPE_CHECKING:  # imported where used: TensorFlow is slow to import, and --help should be fast
     from sweep.data import Mnist
+    from sweep.model import Backend
 
 DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "studies" / "tutorial.toml"
 
@@ -55,6 +56,12 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
                    help="directory with the four MNIST IDX files (default $SWEEP_DATA_DIR; unset: download)")
 
 
+def add_lstm_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lstm-backend", choices=("auto", "native", "keras"), default="auto",
+                   help="how the LSTM trains: native (a compiled CPU op, fastest on a CPU), keras (keras.layers.LSTM; "
+                        "cuDNN on a GPU) or auto (keras on a GPU, else native if it builds, else keras; the default)")
+
+
 def add_tracking_uri(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
 
@@ -72,6 +79,7 @@ def sweep_parser() -> Parser:
     add_tracking_uri(p)
     p.add_argument("--timeout", type=positive_float, help="the sweep's time budget: after it, no trial starts and a running one is stopped (FAIL, its run KILLED)")
     p.add_argument("--n-jobs", type=positive_int, default=1, help="worker processes on this machine (default 1)")
+    add_lstm_backend(p)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --n-jobs' processes
     return p
 
@@ -96,6 +104,7 @@ def baseline_parser() -> Parser:
     add_study_options(p)
     add_data_dir(p)
     add_tracking_uri(p)
+    add_lstm_backend(p)
     return p
 
 
@@ -113,15 +122,17 @@ def reproduce_parser() -> Parser:
 def quiet_libraries() -> None:
     """Our own lines say what happened; the libraries' start-up chatter would bury them.
 
-    TensorFlow's C++ side logs at load time before any log level applies, so stderr is
-    closed for the length of that import (Python errors still show: it is restored first)."""
+    TensorFlow's C++ side logs at load time before any log level applies, and again when it
+    first looks for GPUs, so stderr is closed for the length of both (Python errors still show: it is restored first)."""
     import logging
 
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices("GPU")  # probing for CUDA logs errors when there is none
     finally:
         os.dup2(saved, 2)
         os.close(devnull)
@@ -144,15 +155,13 @@ def load_study_spec(args: argparse.Namespace):
     return dataclasses.replace(spec, name=args.study_name) if args.study_name else spec
 
 
-def prepare(data_dir: str | None) -> Mnist:
+def prepare(data_dir: str | None, lstm_backend: str) -> tuple[Mnist, Backend]:
     """What every training command needs, checked before anything is recorded: MNIST, and the
-    LSTM op (built on first use)."""
+    LSTM backend (the native op is built on first use)."""
     from sweep.data import load_mnist
-    from sweep.lstm_op import load
+    from sweep.model import choose_backend
 
-    mnist = load_mnist(data_dir)
-    load()
-    return mnist
+    return load_mnist(data_dir), choose_backend(lstm_backend)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -165,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     from optuna.trial import TrialState
 
     spec = load_study_spec(args)
-    mnist = prepare(args.data_dir)
+    mnist, backend = prepare(args.data_dir, args.lstm_backend)
     client = connect(args.tracking_uri)
     study = open_study(spec, args.storage, client)
     tracker = StudyTracker(client, spec, args.storage)
@@ -200,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
             run_workers(args, lambda: on_workers_progress(seen))
         else:
-            run_study(study, spec, tracker, mnist, args.trials, args.timeout, on_trial)
+            run_study(study, spec, tracker, mnist, backend, args.trials, args.timeout, on_trial)
     except Interrupted as e:
         tracker.close("KILLED")
         print(f"stopped by {signal.Signals(e.signum).name}: a running trial is recorded as failed (its MLflow run "
@@ -274,7 +283,7 @@ def baseline(args: argparse.Namespace) -> int:
     from sweep.tracking import connect
 
     spec = load_study_spec(args)
-    mnist = prepare(args.data_dir)
+    mnist, backend = prepare(args.data_dir, args.lstm_backend)
     client = connect(args.tracking_uri)
 
     def on_seed(seed, result) -> None:
@@ -282,7 +291,7 @@ def baseline(args: argparse.Namespace) -> int:
         print(f"seed {seed}  val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  "
               f"{result.train_seconds:.0f}s")
 
-    run_baseline(client, spec, mnist, args.seeds, on_seed)
+    run_baseline(client, spec, mnist, backend, args.seeds, on_seed)
     print(f"baseline of '{spec.name}': seeds 0-{args.seeds - 1} recorded; see `python sweep.py report --study-name {spec.name}`")
     return 0
 
@@ -293,14 +302,16 @@ def reproduce(args: argparse.Namespace) -> int:
         raise SweepError("give either a RUN_ID or both --study-name and --trial")
     quiet_libraries()
     from sweep import reproduce as rep
+    from sweep.data import load_mnist
     from sweep.tracking import connect
 
     client = connect(args.tracking_uri)
     run = rep.find_run(client, args.run_id, args.study_name, args.trial)
-    mnist = prepare(args.data_dir)
-    how = "re-evaluating its logged model" if args.evaluate_only else "re-training it"
+    mnist = load_mnist(args.data_dir)
+    backend = rep.recorded_backend(run, warn=lambda line: print(line, file=sys.stderr))
+    how = "re-evaluating its logged model" if args.evaluate_only else f"re-training it ({backend.name} backend)"
     print(f"reproducing {run.info.run_name} (run {run.info.run_id}) by {how}")
-    comparison = rep.reproduce(client, run, mnist, args.evaluate_only)
+    comparison = rep.reproduce(client, run, mnist, backend, args.evaluate_only)
     print("\n".join(rep.comparison_lines(comparison)))
     return 0 if comparison.agrees else 1
 

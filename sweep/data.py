@@ -6,6 +6,7 @@ has the canonical bytes (MD5 of the decompressed IDX content) before anything tr
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import struct
@@ -33,6 +34,14 @@ class Split:
 
     def head(self, n: int | None) -> Split:
         return self if n is None else Split(self.x[:n], self.y[:n])
+
+    @functools.cached_property
+    def tensors(self):
+        """x and y as TensorFlow tensors, converted once and kept with the split: 55,000 images
+        are a 172 MB copy (0.1-0.4 s), and every trial of a process trains on the same split."""
+        import tensorflow as tf  # here, not at the top: reading MNIST needs no TensorFlow
+
+        return tf.constant(self.x), tf.constant(self.y)
 
 
 @dataclass(frozen=True)

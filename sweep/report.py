@@ -25,7 +25,7 @@ from sweep.baseline import baseline_runs  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
 from sweep.stats import Accuracy  # noqa: E402
 from sweep.tracking import ROLE  # noqa: E402
-from sweep.train import HYPERPARAMETERS  # noqa: E402
+from sweep.config import HYPERPARAMETERS  # noqa: E402
 
 CLAIM = 0.9921  # the tutorial's figure
 CLAIM_COUNTS = Accuracy(127, 128)  # what it was: 127 of the first 128 test images

@@ -2,27 +2,32 @@
 
 The run is the whole record: its params rebuild the TrainConfig, so neither the Optuna storage
 nor the study file (which may have changed since) is read. Agreement means the same number of
-correct images on every set, exactly: training is seeded and deterministic on CPU.
+correct images on every set, exactly: training is seeded and deterministic on CPU, given the
+backend the run recorded (runs logged before backends existed use the v1 model and the op).
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import keras
+import mlflow
 import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-import sweep.model  # noqa: F401  registers the custom layer for keras.models.load_model
+import sweep.model_v1  # noqa: F401  registers the v1 layer, which runs logged before the stock LSTM saved
+from sweep.config import TrainConfig
 from sweep.data import Mnist
 from sweep.errors import SweepError
+from sweep.model import Backend, usable
 from sweep.stats import Accuracy
 from sweep.tracking import ROLE, config_run, environment, git_commit
-from sweep.train import TrainConfig, accuracy, test_accuracies, train
+from sweep.train import Predictor, train
 
 METRICS = ("val_accuracy", "test_accuracy", "test_accuracy_first128")
 
@@ -79,9 +84,9 @@ def logged_accuracies(run: Run) -> dict[str, Accuracy]:
         raise SweepError(f"run {run.info.run_id} lacks the metric {e.args[0]}; there is no result to compare") from None
 
 
-def environment_changes(run: Run, md5: dict[str, str]) -> list[str]:
+def environment_changes(run: Run, md5: dict[str, str], backend: Backend) -> list[str]:
     """What differs between the run's environment and this one, one phrase each."""
-    now = environment(md5)
+    now = environment(md5, backend)
     changes = [f"{k} {run.data.params[k]} logged, {v} here" for k, v in now.items() if run.data.params.get(k, v) != v]
     logged_commit, commit = run.data.tags.get("sweep.git_commit"), git_commit() or "unknown"
     if logged_commit and logged_commit != commit:
@@ -90,12 +95,15 @@ def environment_changes(run: Run, md5: dict[str, str]) -> list[str]:
     return changes
 
 
-def reproduce(client: MlflowClient, run: Run, mnist: Mnist, evaluate_only: bool, warn=print) -> Comparison:
-    """Re-train the run's configuration (or re-evaluate its logged model) and record the
-    reproduction as a run nested under the original, tagged `sweep.reproduces=<run id>`."""
+def reproduce(
+    client: MlflowClient, run: Run, mnist: Mnist, backend: Backend, evaluate_only: bool, warn=print
+) -> Comparison:
+    """Re-train the run's configuration (or re-evaluate its logged model) with `backend` (see
+    `recorded_backend`), and record the reproduction as a run nested under the original, tagged
+    `sweep.reproduces=<run id>`."""
     config = config_from_run(run)
     logged = logged_accuracies(run)
-    changes = environment_changes(run, mnist.md5)
+    changes = environment_changes(run, mnist.md5, backend)
     for change in changes:
         warn(f"warning: environment differs: {change}")
     data = mnist.limit(config.train_limit, config.val_limit, config.test_limit)
@@ -107,14 +115,15 @@ def reproduce(client: MlflowClient, run: Run, mnist: Mnist, evaluate_only: bool,
         "sweep.reproduction.mode": mode,
     }
     name = f"reproduce-{run.info.run_name}"
-    with config_run(client, run.info.experiment_id, name, config, mnist.md5, tags) as record:
+    with config_run(client, run.info.experiment_id, name, config, mnist.md5, backend, tags) as record:
         logged_model = load_logged_model(client, run)
         if evaluate_only:
-            reproduced = {"val_accuracy": accuracy(logged_model, data.val), **test_accuracies(logged_model, data)}
+            predictor = Predictor(logged_model, backend.chains)
+            reproduced = {"val_accuracy": predictor.accuracy(data.val), **predictor.test_accuracies(data)}
             record.log_accuracies(reproduced, config.final_point(len(data.train.y)))
             difference = None
         else:
-            result = train(config, mnist, on_eval=record.log_curve_point)
+            result = train(config, mnist, backend, on_eval=record.log_curve_point)
             reproduced = result.accuracies
             record.log_result(result)
             pairs = zip(logged_model.get_weights(), result.model.get_weights())
@@ -130,13 +139,31 @@ def reproduce(client: MlflowClient, run: Run, mnist: Mnist, evaluate_only: bool,
     return comparison
 
 
+def recorded_backend(run: Run, warn: Callable[[str], None] = print) -> Backend:
+    """The backend and chain count the run was trained with. Where that backend cannot run here
+    (the native op without a compiler), keras, with a warning: the same model, other rounding."""
+    recorded = Backend.from_params(run.data.params)
+    try:
+        usable(recorded.name)
+        return recorded
+    except SweepError as e:
+        if recorded.name == "v1":  # its BasicLSTM layer is the op
+            raise SweepError(f"run {run.info.run_id} was logged before the stock Keras LSTM and needs the native op: {e}") from None
+        warn(f"warning: the run was trained with the {recorded.name} backend, which is not available here ({e}); "
+             "using keras: expect small differences")
+        return replace(recorded, name="keras")
+
+
 def load_logged_model(client: MlflowClient, run: Run) -> keras.Model:
+    """The run's MLflow model (`runs:/<id>/model`), or for a v1 run its model/model.keras file."""
+    run_id = run.info.run_id
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run.info.run_id, "model/model.keras", tmp)
+            if "lstm_backend" in run.data.params:
+                return mlflow.keras.load_model(f"runs:/{run_id}/model", dst_path=tmp)
+            return keras.models.load_model(client.download_artifacts(run_id, "model/model.keras", tmp))
         except (MlflowException, OSError):
-            raise SweepError(f"run {run.info.run_id} has no model/model.keras artifact") from None
-        return keras.models.load_model(path)
+            raise SweepError(f"run {run_id} has no logged model") from None
 
 
 def comparison_lines(c: Comparison) -> list[str]:

@@ -3,7 +3,7 @@
 A spec names what its trials share (`[fixed]`), what Optuna searches (`[search.<name>]`), trial
 0 (`[baseline]`), trials to run next (`[[enqueue]]`, optional), the sampler and the pruner.
 Whatever a spec leaves out is the tutorial's recipe (`TrainConfig` defaults), so the tutorial is
-written down once, in `sweep/train.py`.
+written down once, in `sweep/config.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from sweep.errors import SweepError
-from sweep.train import FIRST_TEST_IMAGES, LR_SCHEDULES, TrainConfig
+from sweep.config import FIRST_TEST_IMAGES, LR_SCHEDULES, TrainConfig
 
 SAMPLERS = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
 PRUNERS = {  # type -> (class, the settings a spec may give)

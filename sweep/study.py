@@ -24,11 +24,13 @@ from mlflow import MlflowClient
 from mlflow.entities import RunTag
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.config import HYPERPARAMETERS, CurvePoint
 from sweep.data import Mnist
-from sweep.errors import SweepError
+from sweep.errors import SweepError, TrainingDiverged, TrainingStopped
+from sweep.model import Backend
 from sweep.spec import Spec
 from sweep.tracking import StudyTracker, mask_url, retry_first_use
-from sweep.train import HYPERPARAMETERS, CurvePoint, TrainingDiverged, TrainingStopped, train
+from sweep.train import train
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
@@ -187,6 +189,7 @@ def run_study(
     spec: Spec,
     tracker: StudyTracker,
     mnist: Mnist,
+    backend: Backend,
     target: int,
     timeout: float | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
@@ -228,10 +231,10 @@ def run_study(
                 trial.set_user_attr("pruned_val", str(p.val))
                 raise optuna.TrialPruned(f"validation accuracy {p.val_accuracy:.4f} at {where} is below the median")
 
-        with tracker.trial_run(trial.number, config, mnist.md5) as run:
+        with tracker.trial_run(trial.number, config, mnist.md5, backend) as run:
             trial.set_user_attr("mlflow_run_id", run.run_id)
             try:
-                result = train(config, mnist, on_eval=on_eval, on_step=on_step)
+                result = train(config, mnist, backend, on_eval=on_eval, on_step=on_step)
             except (TrainingDiverged, TrainingStopped) as e:
                 trial.set_user_attr("failure", str(e))
                 raise

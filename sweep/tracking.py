@@ -1,7 +1,9 @@
 """MLflow records: an experiment per study, one parent run per study, a nested run per trial.
 
-A trial's run holds everything needed to train it again (every TrainConfig field, the MNIST
-MD5s, library versions, the tool's git commit) besides its metrics, curves and model.
+A trial's run holds everything needed to train it again (every TrainConfig field, the LSTM
+backend, the MNIST MD5s, library versions, the tool's git commit) besides its metrics, curves
+and model. The model is an MLflow model (Keras flavour) named `model`, linked to the run's final
+metrics: `mlflow.pyfunc.load_model("runs:/<run id>/model")` predicts logits with it.
 """
 
 from __future__ import annotations
@@ -10,27 +12,30 @@ import functools
 import platform
 import random
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import mlflow
 import optuna
 import sqlalchemy
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
-from sweep import lstm_op
-from sweep.errors import SweepError
+from sweep.config import CurvePoint, TrainConfig
+from sweep.errors import SweepError, TrainingStopped
 from sweep.spec import Spec
 from sweep.stats import Accuracy
-from sweep.train import CurvePoint, TrainConfig, TrainingStopped, TrainResult
+
+if TYPE_CHECKING:  # the trainer imports TensorFlow; reading runs must not wait for it
+    from sweep.model import Backend
+    from sweep.train import TrainResult
 
 T = TypeVar("T")
 ROLE = "sweep.role"  # "study" on a parent run, "trial" on a trial's run
@@ -60,17 +65,15 @@ def git_commit() -> str | None:
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def environment(md5: dict[str, str]) -> dict[str, str]:
+def environment(md5: dict[str, str], backend: Backend) -> dict[str, str]:
     """What a result depends on besides its configuration."""
     import keras
-    import mlflow
     import numpy
-    import optuna
     import tensorflow
 
     env = {f"version.{m.__name__}": m.__version__ for m in (tensorflow, keras, numpy, optuna, mlflow)}
     env["version.python"] = platform.python_version()
-    env.update(lstm_op.build_info())
+    env.update(backend.params())
     env.update({f"mnist_md5.{name}": digest for name, digest in md5.items()})
     return env
 
@@ -80,11 +83,21 @@ def config_params(config: TrainConfig) -> dict[str, str]:
     return {key: str(value) for key, value in asdict(config).items()}
 
 
+def model_signature():
+    """The logged model's input and output: (N, 28, 28) float32 images in, (N, 10) logits out."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 28, 28))]),
+                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10))]))
+
+
 class TrialRun:
     """One trial's MLflow run, written to as the trial trains."""
 
-    def __init__(self, client: MlflowClient, run_id: str):
-        self.client, self.run_id = client, run_id
+    def __init__(self, client: MlflowClient, experiment_id: str, run_id: str):
+        self.client, self.experiment_id, self.run_id = client, experiment_id, run_id
         self._logged: set[tuple[str, int, float]] = set()  # the last curve point is also a final metric
 
     def _log(self, values: dict[str, float], step: int) -> None:
@@ -107,13 +120,23 @@ class TrialRun:
         self._log(values, step)
 
     def log_result(self, result: TrainResult) -> None:
-        """The final metrics, at the last curve point's step, and the model."""
+        """The final metrics, at the last curve point's step, then the model, which MLflow links
+        to the metrics logged at that step (so the Models tab compares trials)."""
         self.log_accuracies(result.accuracies, result.last_point)
         self._log({"train_seconds": result.train_seconds, "samples_per_second": result.samples_per_second}, result.last_point)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.keras"
-            result.model.save(path)
-            self.client.log_artifact(self.run_id, str(path), artifact_path="model")
+        self.log_model(result.model, result.last_point)
+
+    def log_model(self, model, step: int) -> str:
+        """The model as an MLflow model (Keras flavour) named `model`; its id (models:/<id>).
+        MLflow logs models through its fluent API: `connect` points it at this store."""
+        import keras
+        import tensorflow
+
+        mlflow.set_experiment(experiment_id=self.experiment_id)
+        requirements = [f"tensorflow=={tensorflow.__version__}", f"keras=={keras.__version__}"]  # not inferred: that loads the model in a subprocess
+        info = mlflow.models.Model.log(None, name="model", flavor=mlflow.keras, model=model, run_id=self.run_id,
+                                       signature=model_signature(), pip_requirements=requirements, step=step)
+        return info.model_id
 
 
 def retry_first_use(open_store: Callable[[], T], attempts: int = 4) -> T:
@@ -135,6 +158,7 @@ def connect(tracking_uri: str) -> MlflowClient:
     def open_store() -> MlflowClient:
         client = MlflowClient(tracking_uri)
         client.search_experiments(max_results=1)
+        mlflow.set_tracking_uri(tracking_uri)  # for MLflow's fluent API, which logs and loads models
         return client
 
     try:
@@ -146,7 +170,8 @@ def connect(tracking_uri: str) -> MlflowClient:
 
 @contextmanager
 def config_run(
-    client: MlflowClient, experiment_id: str, name: str, config: TrainConfig, md5: dict[str, str], tags: dict[str, str]
+    client: MlflowClient, experiment_id: str, name: str, config: TrainConfig, md5: dict[str, str], backend: Backend,
+    tags: dict[str, str],
 ) -> Iterator[TrialRun]:
     """A run about one configuration (a trial, or a reproduction of one), its params logged
     first: FINISHED if the body returns, FAILED or KILLED (reason in the tag `sweep.failure`)
@@ -154,10 +179,10 @@ def config_run(
     commit = git_commit()
     run = client.create_run(experiment_id, run_name=name, tags={**tags, **({"sweep.git_commit": commit} if commit else {})})
     run_id = run.info.run_id
-    params = {**config_params(config), **environment(md5)}
+    params = {**config_params(config), **environment(md5, backend)}
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
     try:
-        yield TrialRun(client, run_id)
+        yield TrialRun(client, experiment_id, run_id)
     except optuna.TrialPruned as e:
         client.log_batch(run_id, tags=[RunTag("sweep.trial_state", "PRUNED"), RunTag("sweep.pruned", str(e))])
         client.set_terminated(run_id, status="KILLED")  # stopped early, on purpose; the partial curve stays
@@ -213,11 +238,11 @@ class StudyTracker:
             self.client.delete_run(run.info.run_id)
         return first
 
-    def trial_run(self, number: int, config: TrainConfig, md5: dict[str, str]):
+    def trial_run(self, number: int, config: TrainConfig, md5: dict[str, str], backend: Backend):
         """The trial's run, nested under the study's parent run."""
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, ROLE: "trial", "optuna.study_name": self.spec.name,
                 "optuna.trial_number": str(number)}
-        return config_run(self.client, self.experiment_id, f"trial-{number:04d}", config, md5, tags)
+        return config_run(self.client, self.experiment_id, f"trial-{number:04d}", config, md5, backend, tags)
 
     def record_best(self, number: int, params: dict, run_id: str) -> None:
         """The best trial so far on the parent run, so the study's row and page answer "which

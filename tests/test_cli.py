@@ -1,15 +1,14 @@
 """The whole slice through the real command line: Optuna storage, MLflow store, resume, errors."""
 
+import os
 import sqlite3
 import subprocess
+import sys
 
-import keras
-import numpy as np
 import optuna
 import pytest
 from mlflow import MlflowClient
 
-from sweep.data import load_mnist
 from tests.conftest import DATA_DIR, SMOKE, cli_command, cli_env, run_cli, trial_runs
 
 
@@ -52,17 +51,37 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(swept):
         assert low < run.data.metrics["test_accuracy"] < high
 
 
-def test_logged_model_reproduces_logged_test_accuracy(swept):
+LOAD_WITHOUT_SWEEP = """
+import gzip, sys, keras, mlflow, numpy as np
+run_id, tracking_uri, data_dir = sys.argv[1:]
+mlflow.set_tracking_uri(tracking_uri)
+def idx(name, offset):
+    return np.frombuffer(gzip.open(f"{data_dir}/{name}.gz").read(), np.uint8, offset=offset)
+x = idx("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28)[:500].astype(np.float32) * np.float32(1 / 255)
+y = idx("t10k-labels-idx1-ubyte", 8)[:500]
+folder = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model")
+plain = keras.models.load_model(f"{folder}/data/model.keras")
+pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+assert pyfunc.metadata.get_input_schema().inputs[0].shape == (-1, 28, 28)
+assert not [m for m in sys.modules if m == "sweep" or m.startswith("sweep.")]
+print("correct:", int((plain.predict(x, verbose=0).argmax(1) == y).sum()), int((np.asarray(pyfunc.predict(x)).argmax(1) == y).sum()))
+"""
+
+
+def test_logged_model_loads_without_this_project_and_reproduces_logged_test_accuracy(swept):
+    """In a Python that never imports sweep: plain Keras and mlflow.pyfunc load the trial's
+    MLflow model (no compiler, no custom layer), and its predictions give the logged count."""
     folder, _ = swept
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     run = trial_runs(client, client.get_experiment_by_name("smoke").experiment_id)[1]
-    path = client.download_artifacts(run.info.run_id, "model/model.keras", str(folder))
-    import sweep.model  # noqa: F401  registers the custom layer, as any Keras custom object needs
-
-    model = keras.models.load_model(path)
-    test = load_mnist(DATA_DIR).test.head(500)
-    accuracy = np.mean(np.argmax(model.predict(test.x, verbose=0), axis=1) == test.y)
-    assert accuracy == run.data.metrics["test_accuracy"]
+    result = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_SWEEP, run.info.run_id, f"sqlite:///{folder}/mlflow.db", str(DATA_DIR)],
+                            cwd=folder, env={**os.environ, "CXX": "/nonexistent"}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    correct = int(run.data.metrics["test_accuracy_correct"])
+    (counts,) = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("correct:")]  # pyfunc prints a progress bar
+    assert counts == [str(correct), str(correct)]
+    (model,) = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert model.name == "model" and {m.key for m in model.metrics} >= {"val_accuracy", "test_accuracy"}
 
 
 def test_trials_is_a_target_not_a_count(tmp_path):
@@ -105,12 +124,33 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
             assert sqlite3.connect(db).execute(f"select count(*) from {table}").fetchone()[0] == 0
 
 
-def test_failed_op_build_is_one_line_exit_2_and_writes_nothing(tmp_path):
-    """Without a C++ compiler the LSTM op cannot be built: the sweep says so in one line before
-    it records anything."""
-    env = {**cli_env(), "CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    result = subprocess.run(cli_command("--study", str(SMOKE), "--trials", "1"), cwd=tmp_path, env=env,
+def no_compiler(tmp_path) -> dict[str, str]:
+    """No C++ compiler and an empty cache: the native op cannot be built."""
+    return {**cli_env(), "CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+
+def test_without_a_compiler_the_sweep_trains_on_the_keras_backend(tmp_path):
+    result = subprocess.run(cli_command("--study", str(SMOKE), "--trials", "1"), cwd=tmp_path, env=no_compiler(tmp_path),
                             capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (why,) = [line for line in result.stderr.splitlines() if line.startswith("lstm backend:")]
+    assert "keras" in why and "cannot build the LSTM op" in why
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (run,) = trial_runs(client, client.get_experiment_by_name("smoke").experiment_id)
+    assert run.info.status == "FINISHED" and run.data.params["lstm_backend"] == "keras"
+    assert "lstm_op.compiler" not in run.data.params
+
+
+def test_compiled_backend_is_recorded(swept):
+    folder, _ = swept
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    for run in trial_runs(client, client.get_experiment_by_name("smoke").experiment_id):
+        assert run.data.params["lstm_backend"] == "native" and run.data.params["lstm_op.compiler"]
+
+
+def test_native_backend_asked_for_without_a_compiler_is_one_line_exit_2_and_writes_nothing(tmp_path):
+    result = subprocess.run(cli_command("--study", str(SMOKE), "--trials", "1", "--lstm-backend", "native"), cwd=tmp_path,
+                            env=no_compiler(tmp_path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("sweep.py")]
     assert len(lines) == 1 and "cannot build the LSTM op" in lines[0] and "install a C++ compiler" in lines[0], result.stderr

@@ -1,11 +1,17 @@
 """`sweep.py reproduce`: a logged trial trained again in another process gives the same result."""
 
+import json
+import subprocess
 import time
+from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param, RunTag
 
-from tests.conftest import run_cli, trial_runs
+from tests.conftest import cli_command, cli_env, run_cli, trial_runs
+
+V1_RUN = Path(__file__).parent / "fixtures" / "run-v1"
 
 
 def same_rows(stdout):
@@ -73,8 +79,8 @@ def test_unknown_run_id_is_exit_2(swept):
 def test_a_run_logged_before_a_config_field_existed_rebuilds_with_its_default(tmp_path):
     from dataclasses import asdict
 
+    from sweep.config import TrainConfig
     from sweep.reproduce import config_from_run
-    from sweep.train import TrainConfig
 
     config = TrainConfig(num_units=64, learning_rate=0.003, val_limit=300)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -83,3 +89,45 @@ def test_a_run_logged_before_a_config_field_existed_rebuilds_with_its_default(tm
         if key != "curve_val_limit":  # added after such runs were logged
             client.log_param(run.info.run_id, key, str(value))
     assert config_from_run(client.get_run(run.info.run_id)) == config
+
+
+@pytest.fixture
+def v1_run(tmp_path):
+    """A trial run as logged before the stock Keras LSTM (tests/fixtures/run-v1, recorded with
+    commit c3bf208): no lstm_backend param, a BasicLSTM layer in model/model.keras."""
+    logged = json.loads((V1_RUN / "run.json").read_text())
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = client.create_run(client.create_experiment("smoke"), run_name=logged["run_name"], tags=logged["tags"]).info.run_id
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, v, now, step) for k, history in logged["metrics"].items() for step, v in history]
+    client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in logged["params"].items()])
+    client.log_artifact(run_id, str(V1_RUN / "model.keras"), artifact_path="model")
+    client.log_batch(run_id, tags=[RunTag("sweep.trial_state", "COMPLETE")])
+    client.set_terminated(run_id, "FINISHED")
+    return tmp_path, client, client.get_run(run_id)
+
+
+@pytest.mark.parametrize("mode", [[], ["--evaluate-only"]])
+def test_a_run_logged_before_the_stock_lstm_still_reproduces_bitwise(v1_run, mode):
+    folder, client, run = v1_run
+    result = run_cli("reproduce", run.info.run_id, *mode, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert same_rows(result.stdout) == 3
+    if not mode:
+        assert "weights: bitwise identical" in result.stdout
+    (record,) = reproductions(client, run)
+    assert record.data.params["lstm_backend"] == "v1" and record.data.tags["sweep.reproduction.result"] == "agrees"
+
+
+def test_a_native_run_reproduces_on_keras_where_the_op_cannot_be_built(swept, tmp_path):
+    """No compiler: the recorded backend cannot run, so reproduce says so and uses keras (the
+    same model; only the rounding may differ, so the exit code may be 0 or 1)."""
+    folder, _ = swept
+    client, runs = store(folder)
+    env = {**cli_env(), "CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = subprocess.run(cli_command("reproduce", runs[0].info.run_id), cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stderr
+    assert "trained with the native backend, which is not available here" in result.stderr and "using keras" in result.stderr
+    (record,) = [r for r in reproductions(client, runs[0]) if r.data.params["lstm_backend"] == "keras"]
+    client.delete_run(record.info.run_id)  # the other tests count runs[0]'s reproductions
+    assert record.data.params["lstm_chains"] == runs[0].data.params["lstm_chains"]

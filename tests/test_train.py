@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
-from sweep.train import OneCycle, TrainConfig, batch_order, make_trainer, train
+from sweep.config import TrainConfig
+from sweep.model import Backend
+from sweep.train import OneCycle, Trainer, batch_order, train
 
 SMALL = TrainConfig(num_units=16, train_steps=40, eval_every=20, train_limit=1000, val_limit=300, test_limit=300)
+NATIVE, KERAS = Backend("native", 2), Backend("keras", 2)
 
 
 def test_batch_order_reshuffles_each_epoch_and_straddles_epochs():
@@ -19,7 +22,7 @@ def test_batch_order_reshuffles_each_epoch_and_straddles_epochs():
 
 def test_same_config_gives_identical_weights_and_curve(mnist):
     curves = ([], [])
-    runs = [train(SMALL, mnist, on_eval=lambda p, c=c: c.append((p.point, p.val_accuracy, p.train_loss))) for c in curves]
+    runs = [train(SMALL, mnist, NATIVE, on_eval=lambda p, c=c: c.append((p.point, p.val_accuracy, p.train_loss))) for c in curves]
     for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert curves[0] == curves[1] and [p[0] for p in curves[0]] == [20, 40]
@@ -29,25 +32,25 @@ def test_same_config_gives_identical_weights_and_curve(mnist):
 def test_weights_do_not_depend_on_how_steps_are_grouped_into_calls(mnist):
     """train() takes its steps in calls of several; each step must still see the previous one's weights."""
     batches = batch_order(1000, 32, steps=12, seed=0)
-    grouped, single = make_trainer(SMALL, 12, mnist.train), make_trainer(SMALL, 12, mnist.train)
-    losses = [grouped[1](batches[:5]), grouped[1](batches[5:])]
-    one_by_one = [single[1](batches[k : k + 1]) for k in range(12)]
+    grouped, single = Trainer(SMALL, 12, mnist.train, NATIVE), Trainer(SMALL, 12, mnist.train, NATIVE)
+    losses = [grouped.steps(batches[:5]), grouped.steps(batches[5:])]
+    one_by_one = [single.steps(batches[k : k + 1]) for k in range(12)]
     np.testing.assert_array_equal(np.concatenate(losses), np.concatenate(one_by_one))
-    for a, b in zip(grouped[0].get_weights(), single[0].get_weights()):
+    for a, b in zip(grouped.model.get_weights(), single.model.get_weights()):
         np.testing.assert_array_equal(a, b)
     assert len(set(np.concatenate(losses).tolist())) == 12  # every step changed the weights
 
 
 def test_another_seed_gives_other_weights(mnist):
-    a = train(SMALL, mnist)
-    b = train(TrainConfig(**{**SMALL.__dict__, "seed": 1}), mnist)
+    a = train(SMALL, mnist, NATIVE)
+    b = train(TrainConfig(**{**SMALL.__dict__, "seed": 1}), mnist, NATIVE)
     assert not np.array_equal(a.model.get_weights()[0], b.model.get_weights()[0])
 
 
 def test_training_learns_and_reports_counts(mnist):
     config = TrainConfig(num_units=32, learning_rate=0.005, train_steps=100, eval_every=50,
                          train_limit=5000, val_limit=500, test_limit=1000)
-    result = train(config, mnist)
+    result = train(config, mnist, KERAS)
     totals = {name: acc.total for name, acc in result.accuracies.items()}
     assert totals == {"val_accuracy": 500, "test_accuracy": 1000, "test_accuracy_first128": 128}
     assert result.accuracies["test_accuracy"].value > 0.5  # chance is 0.1
@@ -56,7 +59,7 @@ def test_training_learns_and_reports_counts(mnist):
 
 def test_curve_points_before_the_last_may_use_part_of_the_validation_set(mnist):
     points = []
-    result = train(TrainConfig(**{**SMALL.__dict__, "curve_val_limit": 100}), mnist, on_eval=points.append)
+    result = train(TrainConfig(**{**SMALL.__dict__, "curve_val_limit": 100}), mnist, NATIVE, on_eval=points.append)
     assert [(p.point, p.val.total) for p in points] == [(20, 100), (40, 300)]
     assert points[-1].val == result.accuracies["val_accuracy"]  # the final figure: every validation image
 
@@ -80,9 +83,27 @@ def test_one_cycle_warms_up_to_the_peak_then_anneals():
 def test_epochs_schedule_and_clipping_reach_the_optimizer(mnist):
     base = dict(num_units=16, epochs=2, batch_size=100, train_limit=1000, val_limit=300, test_limit=300)
     points = []
-    plain = train(TrainConfig(**base), mnist, on_eval=lambda p: points.append(p.point))
+    plain = train(TrainConfig(**base), mnist, NATIVE, on_eval=lambda p: points.append(p.point))
     assert points == [1, 2] and plain.last_point == 2
     weights = plain.model.get_weights()[0]
     for change in ({"lr_schedule": "one_cycle"}, {"clip_norm": 0.01}):
-        other = train(TrainConfig(**base, **change), mnist).model.get_weights()[0]
+        other = train(TrainConfig(**base, **change), mnist, NATIVE).model.get_weights()[0]
         assert not np.array_equal(weights, other), change
+
+
+def test_both_backends_train_the_same_model_to_the_same_accuracy(mnist):
+    """100 steps from the same initial weights: the two backends round differently, nothing more."""
+    config = TrainConfig(num_units=32, learning_rate=0.003, train_steps=100, eval_every=100,
+                         train_limit=6400, val_limit=2000, test_limit=128)
+    native, stock = train(config, mnist, NATIVE), train(config, mnist, KERAS)
+    assert type(native.model.get_layer("lstm")) is type(stock.model.get_layer("lstm"))  # the same model of record
+    val = [r.accuracies["val_accuracy"].value for r in (native, stock)]
+    assert min(val) > 0.6 and abs(val[0] - val[1]) <= 0.005, val
+    assert native.train_loss == pytest.approx(stock.train_loss, rel=0.02)
+
+
+def test_a_batch_cut_into_chains_loses_no_row(mnist):
+    """More chains (cores) sum the same rows' losses in another order: the same loss to rounding."""
+    batches = batch_order(1000, 31, steps=1, seed=0)
+    losses = [Trainer(SMALL, 1, mnist.train, Backend("native", n)).steps(batches)[0] for n in (1, 2, 3, 7)]
+    assert max(losses) - min(losses) < 1e-6 * losses[0], losses
