@@ -135,12 +135,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=CONFIG.train_steps)
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--chains", type=int, default=cores(), help="our trainer's chains (default: the CPUs this process may use)")
+    p.add_argument("--only", help="comma-separated words: run only the implementations whose names contain one")
     p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist"))
     args = p.parse_args()
     mnist = load_mnist(args.data_dir)
     batches = batch_order(len(mnist.train.y), CONFIG.batch_size, args.steps, CONFIG.seed)
 
     runners, first_step, every = {}, {}, implementations(args.chains)
+    if args.only:
+        every = {name: make for name, make in every.items() if any(word in name for word in args.only.split(","))}
     for name, make in every.items():
         started = time.perf_counter()
         runner = make(mnist, args.steps)
@@ -155,7 +158,7 @@ def main() -> None:
             rates[name].append(chunk.size / (time.perf_counter() - started))
 
     median = {name: statistics.median(r) for name, r in rates.items()}
-    mine = median["ours, native backend"]
+    mine = median.get("ours, native backend", float("nan"))
     print(f"tutorial recipe, {args.steps} steps of batch {CONFIG.batch_size}, {args.rounds} rounds, {cores()} CPUs, {args.chains} chains")
     print(f"{'implementation':26} {'samples/s':>10} {'(rounds min-max)':>17} {'build+step 1':>13} {'native / this':>14}")
     for name in every:

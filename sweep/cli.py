@@ -9,11 +9,10 @@ import argparse
 import dataclasses
 import os
 import signal
-import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ if TYPE_CHECKING:  # imported where used: TensorFlow is slow to import, and --he
     from sweep.data import Mnist
     from sweep.model import Backend
 
-DEFAULT_STUDY = Path(__file__).resolve().parent.parent / "studies" / "tutorial.toml"
+DEFAULT_STUDY = "tutorial"  # sweep/studies/tutorial.toml
 
 
 class Parser(argparse.ArgumentParser):
@@ -57,7 +56,9 @@ def add_data_dir(p: argparse.ArgumentParser) -> None:
 
 
 def add_lstm_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lstm-backend", choices=("auto", "native", "keras"), default="auto",
+    from sweep.config import LSTM_BACKENDS
+
+    p.add_argument("--lstm-backend", choices=LSTM_BACKENDS, default="auto",
                    help="how the LSTM trains: native (a compiled CPU op, fastest on a CPU), keras (keras.layers.LSTM; "
                         "cuDNN on a GPU) or auto (keras on a GPU, else native if it builds, else keras; the default)")
 
@@ -85,7 +86,8 @@ def sweep_parser() -> Parser:
 
 
 def add_study_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", type=Path, default=DEFAULT_STUDY, help="study spec, TOML (default studies/tutorial.toml)")
+    p.add_argument("--study", default=DEFAULT_STUDY,
+                   help="study spec: a TOML file, or the name of one of the tool's own (tutorial, beat-claim, smoke; default tutorial)")
     p.add_argument("--study-name", help="Optuna study and MLflow experiment name (default: the spec's name)")
 
 
@@ -149,6 +151,7 @@ def quiet_libraries() -> None:
 
 
 def load_study_spec(args: argparse.Namespace):
+    """The spec, checked before TensorFlow is imported: a bad study file is answered at once."""
     from sweep.spec import load_spec
 
     spec = load_spec(args.study)
@@ -164,18 +167,20 @@ def prepare(data_dir: str | None, lstm_backend: str) -> tuple[Mnist, Backend]:
     return load_mnist(data_dir), choose_backend(lstm_backend)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
+    spec = load_study_spec(args)
     quiet_libraries()
+    from optuna.trial import TrialState
     from tqdm import tqdm
 
+    from sweep.records import StudyTracker
     from sweep.report import write_report
-    from sweep.study import FINISHED, Interrupted, finished_trials, open_study, request_stop, run_study
-    from sweep.tracking import StudyTracker, connect
-    from optuna.trial import TrialState
+    from sweep.stores import mlflow_client
+    from sweep.study import open_study, run_study
+    from sweep.workers import FINISHED, Interrupted, finished_trials, is_surplus, request_stop, run_workers
 
-    spec = load_study_spec(args)
     mnist, backend = prepare(args.data_dir, args.lstm_backend)
-    client = connect(args.tracking_uri)
+    client = mlflow_client(args.tracking_uri)
     study = open_study(spec, args.storage, client)
     tracker = StudyTracker(client, spec, args.storage)
 
@@ -197,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_workers_progress(seen: set[int]) -> None:
         for trial in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL)):
-            if trial.number not in seen and "surplus" not in trial.user_attrs.get("failure", ""):
+            if trial.number not in seen and not is_surplus(trial):
                 seen.add(trial.number)
                 bar.write(trial_line(trial))
         show_progress()
@@ -207,7 +212,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.n_jobs > 1:
             seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-            run_workers(args, lambda: on_workers_progress(seen))
+            worker_args = [*argv, "--n-jobs", "1", "--worker"]  # their own "--n-jobs 1" comes last and wins
+            run_workers(worker_args, args.n_jobs, lambda: on_workers_progress(seen))
         else:
             run_study(study, spec, tracker, mnist, backend, args.trials, args.timeout, on_trial)
     except Interrupted as e:
@@ -230,46 +236,22 @@ def run(args: argparse.Namespace) -> int:
     write_report(study, client, out)
     print(f"study '{spec.name}': {finished_trials(study)}/{args.trials} trials finished")
     training = sum(t.user_attrs.get("train_seconds", 0.0) for t in study.get_trials(deepcopy=False) if t.number not in earlier)
-    print(time_line(time.monotonic() - args.started, training, args.n_jobs))
+    print(time_line(time.monotonic() - started, training, args.n_jobs))
     if study.best_trials:
         best = study.best_trial
-        print(f"best on validation: trial {best.number}, val {best.user_attrs['val_accuracy']}, "
-              f"test {best.user_attrs['test_accuracy']}, first 128 test images {best.user_attrs['test_accuracy_first128']}")
+        print(f"best on validation: trial {best.number}, val {accuracy(best, 'val_accuracy')}, "
+              f"test {accuracy(best, 'test_accuracy')}, first 128 test images {accuracy(best, 'test_accuracy_first128')}")
     print(f"report: {out / 'report.html'}")
     return 0
-
-
-def run_workers(args: argparse.Namespace, show_progress: Callable[[], None]) -> None:
-    """`--n-jobs K`: K worker processes (TensorFlow training is CPU-bound; threads would share
-    one interpreter) running this same command on the same study, each to the same target."""
-    from sweep.study import check_stop
-
-    command = [sys.executable, str(Path(sys.argv[0]).resolve()), *args.argv, "--n-jobs", "1", "--worker"]
-    # Workers get signals from the parent only (a terminal's Ctrl-C reaches the whole group).
-    workers = [subprocess.Popen(command, start_new_session=True) for _ in range(args.n_jobs)]
-    try:
-        while any(w.poll() is None for w in workers):
-            time.sleep(1)
-            check_stop()
-            show_progress()
-    except KeyboardInterrupt as e:
-        for w in workers:
-            w.send_signal(getattr(e, "signum", signal.SIGINT))
-        for w in workers:
-            w.wait()
-        raise
-    failed = [w.returncode for w in workers if w.returncode != 0]
-    if failed:
-        raise SweepError(f"{len(failed)} of {args.n_jobs} workers failed (exit codes {failed}); their output says why")
 
 
 def report(args: argparse.Namespace) -> int:
     quiet_libraries()
     from sweep.report import write_report
+    from sweep.stores import mlflow_client
     from sweep.study import load_study
-    from sweep.tracking import connect
 
-    client = connect(args.tracking_uri)
+    client = mlflow_client(args.tracking_uri)
     study = load_study(args.study_name, args.storage)
     out = args.out or Path("reports") / args.study_name
     frame = write_report(study, client, out)
@@ -278,13 +260,13 @@ def report(args: argparse.Namespace) -> int:
 
 
 def baseline(args: argparse.Namespace) -> int:
+    spec = load_study_spec(args)
     quiet_libraries()
     from sweep.baseline import run_baseline
-    from sweep.tracking import connect
+    from sweep.stores import mlflow_client
 
-    spec = load_study_spec(args)
     mnist, backend = prepare(args.data_dir, args.lstm_backend)
-    client = connect(args.tracking_uri)
+    client = mlflow_client(args.tracking_uri)
 
     def on_seed(seed, result) -> None:
         a = {k: str(v) for k, v in result.accuracies.items()}
@@ -303,9 +285,9 @@ def reproduce(args: argparse.Namespace) -> int:
     quiet_libraries()
     from sweep import reproduce as rep
     from sweep.data import load_mnist
-    from sweep.tracking import connect
+    from sweep.stores import mlflow_client
 
-    client = connect(args.tracking_uri)
+    client = mlflow_client(args.tracking_uri)
     run = rep.find_run(client, args.run_id, args.study_name, args.trial)
     mnist = load_mnist(args.data_dir)
     backend = rep.recorded_backend(run, warn=lambda line: print(line, file=sys.stderr))
@@ -332,45 +314,47 @@ def time_line(wall: float, training: float, workers: int) -> str:
             f"everything else {100 * (1 - share):.1f}%")
 
 
+def accuracy(trial, name: str) -> str:
+    """A trial's accuracy as recorded in its user attributes (counts; studies begun before
+    commit 3ed3be4 kept it as text), fit to print."""
+    from sweep.stats import Accuracy
+
+    value = trial.user_attrs[name]
+    return value if isinstance(value, str) else str(Accuracy(*value))
+
+
 def trial_line(trial) -> str:
     """One summary line per finished trial."""
     params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
     head = f"trial {trial.number:4d}  {params}"
     a = trial.user_attrs
     if trial.state.name == "PRUNED":
-        return f"{head}  pruned at {a['pruned_at']}, val {a['pruned_val']}"
+        from sweep.stats import Accuracy
+
+        return f"{head}  pruned at {a['pruned']['at']}, val {Accuracy(*a['pruned']['val'])}"
     if trial.value is None:
         return f"{head}  {trial.state.name.lower()}: {a.get('failure', 'see its MLflow run')}"
-    return f"{head}  val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  {a['train_seconds']:.0f}s"
+    return (f"{head}  val {accuracy(trial, 'val_accuracy')}  test {accuracy(trial, 'test_accuracy')}  "
+            f"first128 {accuracy(trial, 'test_accuracy_first128')}  {a['train_seconds']:.0f}s")
 
 
-def secrets(args: argparse.Namespace) -> list[str]:
+def passwords(*urls: str | None) -> list[str]:
+    """The passwords inside these URLs, so that no message shows them."""
     from urllib.parse import urlsplit
 
-    found = []
-    for url in (getattr(args, "storage", None), getattr(args, "tracking_uri", None)):
-        password = urlsplit(url).password if url else None
-        if password:
-            found.append(password)
-    return found
+    return [p for p in (urlsplit(url).password if url else None for url in urls) if p]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
     make_parser, command = COMMANDS.get(argv[0], (None, None)) if argv else (None, None)
-    if command is None:
-        args = sweep_parser().parse_args(argv)
-        args.argv = argv  # for --n-jobs' workers; their own "--n-jobs 1" comes last and wins
-        command = run
-    else:
-        args = make_parser().parse_args(argv[1:])
-    args.started = started
+    args = (make_parser() if command else sweep_parser()).parse_args(argv[1:] if command else argv)
     try:
-        return command(args)
+        return command(args) if command else run(args, argv, started)
     except SweepError as e:
         message = str(e)
-        for secret in secrets(args):
+        for secret in passwords(getattr(args, "storage", None), getattr(args, "tracking_uri", None)):
             message = message.replace(secret, "***")
         print(f"sweep.py: error: {message}", file=sys.stderr)
         return 2

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import Any
 
 from sweep.stats import Accuracy
 
-HYPERPARAMETERS = ("num_units", "learning_rate", "batch_size", "forget_bias")
 FIRST_TEST_IMAGES = 128  # the tutorial measured its 99.21% on this many test images
 LR_SCHEDULES = ("constant", "one_cycle")
+LSTM_BACKENDS = ("auto", "native", "keras")  # what a user may ask for (sweep.model chooses; a run records native or keras)
 
 
 @dataclass(frozen=True)
@@ -72,3 +73,17 @@ class CurvePoint:
     @property
     def val_accuracy(self) -> float:
         return self.val.value
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: Any  # a keras.Model: the model of record (stock Keras for native and keras, BasicLSTM for v1)
+    accuracies: dict[str, Accuracy]  # val_accuracy, test_accuracy, test_accuracy_first128
+    last_point: int  # the label of the final curve point: the step where the final metrics go
+    train_loss: float  # mean loss over the last curve interval
+    train_seconds: float  # optimizer steps only, not the evaluations between them
+    samples_per_second: float
+
+    @property
+    def val_accuracy(self) -> float:
+        return self.accuracies["val_accuracy"].value

@@ -26,10 +26,10 @@ import keras
 import tensorflow as tf
 
 from sweep import lstm_op
+from sweep.config import LSTM_BACKENDS
 from sweep.errors import SweepError
 from sweep.model_v1 import build_model_v1
 
-BACKENDS = ("auto", "native", "keras")  # what a user may ask for; a run records native or keras (or v1)
 Forward = Callable[[tf.Tensor, bool], tf.Tensor]  # (images, training) -> logits
 
 
@@ -128,7 +128,7 @@ def choose_backend(requested: str, gpus: list | None = None, say: Callable[[str]
         lstm_op.load()  # raises SweepError with the compiler's reason
         return Backend("native", chains)
     if requested != "auto":
-        raise SweepError(f"lstm backend {requested!r} is not one of {', '.join(BACKENDS)}")
+        raise SweepError(f"lstm backend {requested!r} is not one of {', '.join(LSTM_BACKENDS)}")
     if gpus:
         say(f"lstm backend: keras (TensorFlow sees {len(gpus)} GPU(s): keras.layers.LSTM runs on cuDNN)")
         return Backend("keras", chains)

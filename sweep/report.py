@@ -18,33 +18,37 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
-from sweep.baseline import baseline_runs  # noqa: E402
+from sweep import records  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
+from sweep.records import ACCURACIES as METRICS  # noqa: E402
 from sweep.stats import Accuracy  # noqa: E402
-from sweep.tracking import ROLE  # noqa: E402
-from sweep.config import HYPERPARAMETERS  # noqa: E402
 
 CLAIM = 0.9921  # the tutorial's figure
 CLAIM_COUNTS = Accuracy(127, 128)  # what it was: 127 of the first 128 test images
-METRICS = ("val_accuracy", "test_accuracy", "test_accuracy_first128")
 IMPORTANCE_MIN_TRIALS = 10  # fANOVA on fewer completed trials is noise
 TOP = 10
 
 
+def searched(study: optuna.Study) -> dict[str, optuna.distributions.BaseDistribution]:
+    """What the study searched, in the order its trials first suggested it: the report's
+    parameters are the study's, whatever its spec searched."""
+    found = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            found.setdefault(name, distribution)
+    return found
+
+
 def trials_frame(study: optuna.Study, client: MlflowClient) -> pd.DataFrame:
-    """One row per trial: number, state, the hyperparameters, accuracies with counts, MLflow run id."""
-    experiment = client.get_experiment_by_name(study.study_name)
-    runs = {}
-    if experiment is not None:
-        for run in client.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'trial'"):
-            runs[run.info.run_id] = run
+    """One row per trial: number, state, the searched parameters, accuracies with counts, MLflow run id."""
+    runs = {run.info.run_id: run for run in records.trial_runs(client, study.study_name)}
+    params = list(searched(study))
     rows = []
     for trial in study.get_trials(deepcopy=False):
         run_id = trial.user_attrs.get("mlflow_run_id")
-        row = {"number": trial.number, "state": trial.state.name, **{p: trial.params.get(p) for p in HYPERPARAMETERS}}
+        row = {"number": trial.number, "state": trial.state.name, **{p: trial.params.get(p) for p in params}}
         metrics = runs[run_id].data.metrics if run_id in runs else {}
         for m in METRICS:
             row[m] = metrics.get(m)
@@ -54,7 +58,7 @@ def trials_frame(study: optuna.Study, client: MlflowClient) -> pd.DataFrame:
         row["baseline"] = bool(trial.user_attrs.get("baseline", False))
         row["mlflow_run_id"] = run_id
         rows.append(row)
-    columns = ["number", "state", *HYPERPARAMETERS]
+    columns = ["number", "state", *params]
     columns += [f"{m}{s}" for m in METRICS for s in ("", "_correct", "_total")] + ["train_seconds", "baseline", "mlflow_run_id"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -79,7 +83,7 @@ def verdict_sentence(acc: Accuracy) -> str:
 
 def baseline_frame(client: MlflowClient, study_name: str) -> pd.DataFrame:
     rows = []
-    for run in baseline_runs(client, study_name):
+    for run in records.baseline_runs(client, study_name):
         m = run.data.metrics
         rows.append({
             "seed": int(run.data.params["seed"]),
@@ -129,15 +133,15 @@ def baseline_section(baseline: pd.DataFrame) -> Section:
     )
 
 
-def best_section(frame: pd.DataFrame) -> Section:
+def best_section(frame: pd.DataFrame, params: list[str]) -> Section:
     done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy", "test_accuracy"])
     if done.empty:
         return Section("The best trial on validation", ["No completed trials yet."])
     best = done.loc[done["val_accuracy"].idxmax()]
     test, first = accuracy_of(best, "test_accuracy"), accuracy_of(best, "test_accuracy_first128")
-    params = ", ".join(f"{p}={best[p]:.4g}" for p in HYPERPARAMETERS if pd.notna(best[p]))
+    values = ", ".join(f"{p}={best[p]:.4g}" for p in params if pd.notna(best[p]))
     text = [
-        f"Trial {int(best['number'])} ({params}) has the best validation accuracy, "
+        f"Trial {int(best['number'])} ({values}) has the best validation accuracy, "
         f"{accuracy_of(best, 'val_accuracy')}. Its test accuracy: {test} on all test images; "
         f"{first} on the first 128 (the tutorial's measure).",
         verdict_sentence(test),
@@ -149,18 +153,18 @@ def best_section(frame: pd.DataFrame) -> Section:
     return Section("The best trial on validation", text)
 
 
-def top_section(frame: pd.DataFrame) -> Section:
+def top_section(frame: pd.DataFrame, params: list[str]) -> Section:
     done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy"]).nlargest(TOP, "val_accuracy")
-    table = done[["number", *HYPERPARAMETERS]].copy()
+    table = done[["number", *params]].copy()
     for m in METRICS:
         table[m] = [str(accuracy_of(row, m)) for _, row in done.iterrows()]
     return Section(f"Top {len(table)} trials by validation accuracy", [], [table.reset_index(drop=True)])
 
 
-def importance_section(study: optuna.Study, frame: pd.DataFrame) -> Section:
+def importance_section(study: optuna.Study, frame: pd.DataFrame, params: list[str]) -> Section:
     done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy"])
     rows = []
-    for p in HYPERPARAMETERS:
+    for p in params:
         if done[p].nunique() > 1:
             rho, _ = spearmanr(done[p], done["val_accuracy"])
             rows.append({"parameter": p, "spearman_rho_with_val_accuracy": round(float(rho), 3),
@@ -179,7 +183,7 @@ def importance_section(study: optuna.Study, frame: pd.DataFrame) -> Section:
     return section
 
 
-def plots(frame: pd.DataFrame, out: Path) -> list[str]:
+def plots(frame: pd.DataFrame, space: dict[str, optuna.distributions.BaseDistribution], out: Path) -> list[str]:
     done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy", "test_accuracy"])
     names = []
 
@@ -197,13 +201,17 @@ def plots(frame: pd.DataFrame, out: Path) -> list[str]:
     ax.legend()
     save(fig, "history.png")
 
-    fig, axes = plt.subplots(2, 2, figsize=(8, 6))
-    for ax, p in zip(axes.ravel(), HYPERPARAMETERS):
+    columns = 2
+    rows = max(1, -(-len(space) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(8, 3 * rows), squeeze=False)
+    for ax in axes.ravel()[len(space):]:
+        ax.set_visible(False)
+    for ax, (p, distribution) in zip(axes.ravel(), space.items()):
         values = done[p].dropna()
         ax.plot(values, 100 * done.loc[values.index, "test_accuracy"], "o")
         ax.axhline(100 * CLAIM, color="red", linestyle="--")
-        ax.set(xlabel=p if len(values) else f"{p} (not searched)", ylabel="test accuracy, %")
-        if p in ("num_units", "learning_rate", "batch_size") and len(values) and values.min() > 0:
+        ax.set(xlabel=p, ylabel="test accuracy, %")
+        if getattr(distribution, "log", False) and len(values):  # as the study searched it
             ax.set_xscale("log")
     save(fig, "test_vs_params.png")
 
@@ -244,30 +252,22 @@ def render_html(title: str, sections: list[Section]) -> str:
 def write_report(study: optuna.Study, client: MlflowClient, out: Path) -> pd.DataFrame:
     """Write trials.csv, report.md, report.html and the plots to `out`, and log them as
     artifacts (`report/`) of the study's parent MLflow run. Returns the trials table."""
-    frame = trials_frame(study, client)
+    frame, space = trials_frame(study, client), searched(study)
     if frame.empty:
         raise SweepError(f"study '{study.study_name}' has no trials yet")
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "trials.csv", index=False)
-    best = best_section(frame)
+    best = best_section(frame, list(space))
     sections = [
         claim_section(),
         baseline_section(baseline_frame(client, study.study_name)),
         best,
-        top_section(frame),
-        importance_section(study, frame),
-        Section("Plots", ["Red dashed lines: the tutorial's 99.21%."], [], plots(frame, out)),
+        top_section(frame, list(space)),
+        importance_section(study, frame, list(space)),
+        Section("Plots", ["Red dashed lines: the tutorial's 99.21%."], [], plots(frame, space, out)),
     ]
     title = f"Study '{study.study_name}': {int((frame['state'] == 'COMPLETE').sum())} completed of {len(frame)} trials"
     (out / "report.md").write_text(render_markdown(title, sections))
     (out / "report.html").write_text(render_html(title, sections))
-    experiment = client.get_experiment_by_name(study.study_name)
-    if experiment is not None:
-        parents = client.search_runs([experiment.experiment_id], f"tags.`{ROLE}` = 'study'", max_results=1)
-        if parents:
-            parent_id = parents[0].info.run_id
-            client.log_artifacts(parent_id, str(out), artifact_path="report")
-            # The parent's description in the UI: what the study is, and where it stands against the claim.
-            about = experiment.tags.get(MLFLOW_RUN_NOTE, "")
-            client.set_tag(parent_id, MLFLOW_RUN_NOTE, "\n\n".join([about, *best.text, "Full report: artifacts, report/report.html."]).strip())
+    records.log_report(client, study.study_name, out, best.text)
     return frame

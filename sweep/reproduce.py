@@ -16,20 +16,17 @@ import keras
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import Run, RunTag
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import sweep.model_v1  # noqa: F401  registers the v1 layer, which runs logged before the stock LSTM saved
-from sweep.config import TrainConfig
+from sweep import records
 from sweep.data import Mnist
 from sweep.errors import SweepError
+from sweep.evaluate import Predictor
 from sweep.model import Backend, usable
 from sweep.stats import Accuracy
-from sweep.tracking import ROLE, config_run, environment, git_commit
-from sweep.train import Predictor, train
-
-METRICS = ("val_accuracy", "test_accuracy", "test_accuracy_first128")
+from sweep.train import train
 
 
 @dataclass(frozen=True)
@@ -54,41 +51,24 @@ def find_run(client: MlflowClient, run_id: str | None, study_name: str | None, t
         except MlflowException:
             raise SweepError(f"no MLflow run with id {run_id} in this tracking store (see --tracking-uri)") from None
     else:
-        experiment = client.get_experiment_by_name(study_name)
-        if experiment is None:
+        if client.get_experiment_by_name(study_name) is None:
             raise SweepError(f"no study '{study_name}' in this tracking store (see --tracking-uri)")
-        query = f"tags.`{ROLE}` = 'trial' and tags.`optuna.trial_number` = '{trial}'"
-        runs = client.search_runs([experiment.experiment_id], query, order_by=["attributes.start_time DESC"])
+        runs = records.trial_runs(client, study_name, trial)
         if not runs:
             raise SweepError(f"study '{study_name}' has no run for trial {trial}")
         run = next((r for r in runs if r.info.status == "FINISHED"), runs[0])
-    if run.data.tags.get(ROLE) != "trial":
+    if not records.is_trial(run):
         raise SweepError(f"run {run.info.run_id} is not a trial run of a sweep")
     if run.info.status != "FINISHED":
         raise SweepError(f"run {run.info.run_id} did not finish (status {run.info.status}): there is no result to reproduce")
     return run
 
 
-def config_from_run(run: Run) -> TrainConfig:
-    """The run's configuration; a field it lacks was added to TrainConfig after it was logged,
-    and takes its default, which keeps the earlier behaviour."""
-    types, params = TrainConfig.field_types(), run.data.params
-    return TrainConfig(**{k: None if params[k] == "None" else types[k](params[k]) for k in types if k in params})
-
-
-def logged_accuracies(run: Run) -> dict[str, Accuracy]:
-    m = run.data.metrics
-    try:
-        return {k: Accuracy(int(m[f"{k}_correct"]), int(m[f"{k}_total"])) for k in METRICS}
-    except KeyError as e:
-        raise SweepError(f"run {run.info.run_id} lacks the metric {e.args[0]}; there is no result to compare") from None
-
-
 def environment_changes(run: Run, md5: dict[str, str], backend: Backend) -> list[str]:
     """What differs between the run's environment and this one, one phrase each."""
-    now = environment(md5, backend)
+    now = records.environment(md5, backend.params())
     changes = [f"{k} {run.data.params[k]} logged, {v} here" for k, v in now.items() if run.data.params.get(k, v) != v]
-    logged_commit, commit = run.data.tags.get("sweep.git_commit"), git_commit() or "unknown"
+    logged_commit, commit = run.data.tags.get(records.GIT_COMMIT), records.git_commit() or "unknown"
     if logged_commit and logged_commit != commit:
         short = lambda c: c[:12] + ("-dirty" if c.endswith("-dirty") else "")  # noqa: E731
         changes.append(f"tool commit {short(logged_commit)} logged, {short(commit)} here")
@@ -101,21 +81,14 @@ def reproduce(
     """Re-train the run's configuration (or re-evaluate its logged model) with `backend` (see
     `recorded_backend`), and record the reproduction as a run nested under the original, tagged
     `sweep.reproduces=<run id>`."""
-    config = config_from_run(run)
-    logged = logged_accuracies(run)
+    config = records.config_of(run)
+    logged = records.accuracies_of(run)
     changes = environment_changes(run, mnist.md5, backend)
     for change in changes:
         warn(f"warning: environment differs: {change}")
     data = mnist.limit(config.train_limit, config.val_limit, config.test_limit)
     mode = "evaluate-only" if evaluate_only else "train"
-    tags = {
-        MLFLOW_PARENT_RUN_ID: run.info.run_id,
-        ROLE: "reproduction",
-        "sweep.reproduces": run.info.run_id,
-        "sweep.reproduction.mode": mode,
-    }
-    name = f"reproduce-{run.info.run_name}"
-    with config_run(client, run.info.experiment_id, name, config, mnist.md5, backend, tags) as record:
+    with records.reproduction_run(client, run, config, mnist.md5, backend.params(), mode) as record:
         logged_model = load_logged_model(client, run)
         if evaluate_only:
             predictor = Predictor(logged_model, backend.chains)
@@ -128,14 +101,8 @@ def reproduce(
             record.log_result(result)
             pairs = zip(logged_model.get_weights(), result.model.get_weights())
             difference = max(float(np.max(np.abs(a - b))) for a, b in pairs)
-            record.client.log_metric(record.run_id, "weights_max_abs_difference", difference)
         comparison = Comparison(run, record.run_id, logged, reproduced, changes, difference)
-        verdict = "agrees" if comparison.agrees else "differs"
-        record.client.log_batch(record.run_id, tags=[
-            RunTag("sweep.reproduction.result", verdict),
-            RunTag("sweep.reproduction.environment", "; ".join(changes) or "same"),
-        ])
-    client.set_tag(run.info.run_id, "sweep.reproduced", f"{verdict} ({mode}, run {record.run_id})")
+        record.log_reproduction(run, comparison.agrees, mode, changes, difference)
     return comparison
 
 
@@ -168,7 +135,7 @@ def load_logged_model(client: MlflowClient, run: Run) -> keras.Model:
 
 def comparison_lines(c: Comparison) -> list[str]:
     lines = [f"{'':24} {'logged':34} {'reproduced':34}"]
-    for k in METRICS:
+    for k in records.ACCURACIES:
         mark = "same" if c.logged[k] == c.reproduced[k] else "DIFFERENT"
         lines.append(f"{k:24} {str(c.logged[k]):34} {str(c.reproduced[k]):34} {mark}")
     if c.weights_max_difference == 0:

@@ -25,6 +25,7 @@ PRUNERS = {  # type -> (class, the settings a spec may give)
     "hyperband": (optuna.pruners.HyperbandPruner, {"min_resource", "max_resource", "reduction_factor"}),
     "none": (optuna.pruners.NopPruner, set()),
 }
+STUDIES = Path(__file__).with_name("studies")  # the tool's own study files (the repository's studies/ links here)
 TABLES = {"name", "description", "fixed", "baseline", "enqueue", "search", "sampler", "pruner"}
 PARAM_KEYS = {"type", "low", "high", "log", "step"}
 POSITIVE = {"num_units", "batch_size", "train_steps", "eval_every", "curve_val_limit", "train_limit", "val_limit", "test_limit", "epochs", "clip_norm"}
@@ -155,8 +156,16 @@ def _point(table: Any, where: str, fixed: TrainConfig, search: dict[str, Param],
     return config
 
 
-def load_spec(path: str | Path) -> Spec:
-    path = Path(path)
+def find_spec(given: str | Path) -> Path:
+    """A study file as given; failing that, one of the tool's own by its name, so that `smoke`
+    and `studies/smoke.toml` work from any folder."""
+    path = Path(given)
+    own = STUDIES / (path.name if path.suffix == ".toml" else f"{path.name}.toml")
+    return own if not path.is_file() and own.is_file() else path
+
+
+def load_spec(given: str | Path) -> Spec:
+    path = find_spec(given)
     try:
         source = path.read_text()
     except OSError as e:

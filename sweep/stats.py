@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from statsmodels.stats.proportion import proportion_confint
-
 
 @dataclass(frozen=True)
 class Accuracy:
@@ -23,6 +21,8 @@ class Accuracy:
 
     def interval(self, alpha: float = 0.05) -> tuple[float, float]:
         """Wilson score interval: sound near 100% and on small sets such as the first 128."""
+        from statsmodels.stats.proportion import proportion_confint  # 0.7 s to import: only when asked
+
         low, high = proportion_confint(self.correct, self.total, alpha=alpha, method="wilson")
         return float(low), float(high)
 

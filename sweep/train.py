@@ -8,35 +8,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from sweep.config import FIRST_TEST_IMAGES, CurvePoint, TrainConfig
+from sweep.config import CurvePoint, TrainConfig, TrainResult
 from sweep.data import Mnist, Split
 from sweep.errors import TrainingDiverged
+from sweep.evaluate import Predictor, slices
 from sweep.model import Backend, Forward
-from sweep.stats import Accuracy
 
-EVAL_BATCH = 2500  # images per forward pass when evaluating: larger batches use the cores better
 IMAGES_PER_CALL = 2048  # optimizer steps are taken in calls of about this many images: Python's
 # per-call cost (~2 ms) is paid once per call, and a stop request waits for one call at most
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    model: keras.Model  # the model of record (stock Keras for native and keras, BasicLSTM for v1)
-    accuracies: dict[str, Accuracy]  # val_accuracy, test_accuracy, test_accuracy_first128
-    last_point: int  # the label of the final curve point: the step where the final metrics go
-    train_loss: float  # mean loss over the last curve interval
-    train_seconds: float  # optimizer steps only, not the evaluations between them
-    samples_per_second: float
-
-    @property
-    def val_accuracy(self) -> float:
-        return self.accuracies["val_accuracy"].value
 
 
 def batch_order(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
@@ -51,14 +34,6 @@ def batch_order(n: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
 def steps_per_call(batch_size: int) -> int:
     """How many optimizer steps one call of the trainer takes (see IMAGES_PER_CALL)."""
     return max(1, IMAGES_PER_CALL // batch_size)
-
-
-def slices(n: tf.Tensor, chains: int, *tensors: tf.Tensor) -> list[tuple[tf.Tensor, ...]]:
-    """The tensors cut along the batch into `chains` consecutive row slices: independent chains
-    of ops, which TensorFlow's executor runs on as many cores at once. Rows do not interact, so
-    each row's result does not depend on the cut."""
-    bounds = [n * k // chains for k in range(chains + 1)]
-    return [tuple(t[bounds[k] : bounds[k + 1]] for t in tensors) for k in range(chains)]
 
 
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
@@ -92,33 +67,6 @@ def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimize
         epsilon=1e-8,  # tf.train.AdamOptimizer's epsilon
         global_clipnorm=config.clip_norm,
     )
-
-
-class Predictor:
-    """A model's traced forward pass over `chains` slices, reused by every evaluation of it.
-    Evaluation always calls the model of record itself: the accuracies logged are those of the
-    model anyone loads."""
-
-    def __init__(self, model: keras.Model, chains: int):
-        self.model = model
-        self._predict = tf.function(
-            lambda x: tf.concat([model(part, training=False) for part, in slices(tf.shape(x)[0], chains, x)], axis=0),
-            input_signature=[tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)],
-        )
-
-    def hits(self, split: Split) -> np.ndarray:
-        """Per image: is the model's top class its label?"""
-        logits = [self._predict(split.x[i : i + EVAL_BATCH]).numpy() for i in range(0, len(split.y), EVAL_BATCH)]
-        return np.argmax(np.concatenate(logits), axis=1) == split.y
-
-    def accuracy(self, split: Split) -> Accuracy:
-        return Accuracy.of(self.hits(split))
-
-    def test_accuracies(self, data: Mnist) -> dict[str, Accuracy]:
-        """The rules of method: all test images, and beside it the tutorial's first 128 (read
-        off the same predictions)."""
-        hits = self.hits(data.test)
-        return {"test_accuracy": Accuracy.of(hits), "test_accuracy_first128": Accuracy.of(hits[:FIRST_TEST_IMAGES])}
 
 
 class Trainer:

@@ -80,7 +80,7 @@ def test_a_run_logged_before_a_config_field_existed_rebuilds_with_its_default(tm
     from dataclasses import asdict
 
     from sweep.config import TrainConfig
-    from sweep.reproduce import config_from_run
+    from sweep.records import config_of
 
     config = TrainConfig(num_units=64, learning_rate=0.003, val_limit=300)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -88,7 +88,7 @@ def test_a_run_logged_before_a_config_field_existed_rebuilds_with_its_default(tm
     for key, value in asdict(config).items():
         if key != "curve_val_limit":  # added after such runs were logged
             client.log_param(run.info.run_id, key, str(value))
-    assert config_from_run(client.get_run(run.info.run_id)) == config
+    assert config_of(client.get_run(run.info.run_id)) == config
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 
 from sweep.errors import SweepError
 from sweep.spec import load_spec
-from sweep.train import TrainConfig
+from sweep.config import TrainConfig
 from tests.conftest import REPO
 
 GOOD = """

@@ -1,0 +1,91 @@
+"""Opening the two stores, the Optuna storage and the MLflow tracking store, with errors a
+person can act on, and URLs fit to print (passwords masked)."""
+
+from __future__ import annotations
+
+import random
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import mlflow
+import optuna
+import sqlalchemy
+from mlflow import MlflowClient
+from optuna.trial import FrozenTrial
+
+from sweep.errors import SweepError
+
+T = TypeVar("T")
+HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
+GRACE_PERIOD = 120  # a trial silent this long belongs to a dead worker
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, fit to print or record."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def retry_first_use(open_store: Callable[[], T], attempts: int = 4) -> T:
+    """Open a store, again after a pause if the first try fails: workers that start together
+    on an empty database race to create its tables, and all but one lose that race."""
+    for attempt in range(attempts):
+        try:
+            return open_store()
+        except Exception:  # noqa: BLE001  the losers' errors vary by database; the last try re-raises
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1 + attempt + random.random())
+    raise AssertionError("unreachable")
+
+
+def optuna_storage(url: str, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.RDBStorage:
+    """The Optuna storage, with heartbeats: a trial whose worker stops beating is handed to `on_stale`."""
+    try:
+        sqlalchemy.engine.make_url(url)  # a malformed URL needs no retries
+        return retry_first_use(lambda: optuna.storages.RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=on_stale
+        ))
+    except Exception as e:  # SQLAlchemy raises a different type for each way a URL can be wrong
+        raise SweepError(f"cannot open Optuna storage {mask_url(url)}: {_first_line(e)}") from None
+
+
+def mlflow_client(tracking_uri: str) -> MlflowClient:
+    """A client for a tracking store that answers; nothing is written yet."""
+
+    def open_store() -> MlflowClient:
+        client = MlflowClient(tracking_uri)
+        client.search_experiments(max_results=1)
+        mlflow.set_tracking_uri(tracking_uri)  # for MLflow's fluent API, which logs and loads models
+        return client
+
+    try:
+        _check_reachable(tracking_uri)
+        return retry_first_use(open_store)
+    except Exception as e:  # MLflow raises many types for an unusable store; all mean the same
+        raise SweepError(f"cannot open MLflow tracking store {mask_url(tracking_uri)}: {_first_line(e)}") from None
+
+
+def _check_reachable(uri: str) -> None:
+    """Fail in seconds: MLflow itself retries an unreachable store for about two minutes."""
+    scheme = urlsplit(uri).scheme.split("+")[0]
+    if scheme in ("http", "https"):
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).close()
+    elif scheme in ("postgresql", "mysql", "mssql"):
+        engine = sqlalchemy.create_engine(uri)
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

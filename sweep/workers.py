@@ -1,0 +1,178 @@
+"""Many workers on one study: the shared target, signals, dead workers, and `--n-jobs`.
+
+`--trials N` is a target for the study, not a count for this process: a trial starts only while
+finished plus running trials are below it, so re-running a command after an interruption, or
+running it in several processes or machines, only adds what is missing.
+
+Trials left RUNNING by a dead worker are failed and their parameters queued again: by Optuna's
+heartbeat from any machine after the grace period, and at once by a worker that starts on the
+same host and finds the recorded process gone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+from mlflow import MlflowClient
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep import records
+from sweep.errors import SweepError
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+MAX_RETRY = 2  # a dead worker's trial is queued again at most this often
+
+
+class Surplus(Exception):
+    """The study needs no more trials (or this one is a second copy of an enqueued one): not run."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised where stopping is safe (between optimizer steps or trials);
+    Optuna then fails the running trial as it does for Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_stop_signal: list[int] = []  # set by request_stop, from the signal handler
+
+
+def request_stop(signum: int, frame=None) -> None:
+    """A signal handler: TensorFlow must not be interrupted mid-call, so the first signal is only
+    noted and acted on at the next safe point; a second one stops at once."""
+    if _stop_signal:
+        raise Interrupted(signum)
+    _stop_signal.append(signum)
+
+
+def check_stop() -> None:
+    if _stop_signal:
+        raise Interrupted(_stop_signal[0])
+
+
+def finished_trials(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def claimed_trials(study: optuna.Study, below: int | None = None) -> int:
+    """Finished trials plus those running now, here or in another worker (numbered below `below`)."""
+    trials = study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
+    return len([t for t in trials if below is None or t.number < below])
+
+
+def is_surplus(trial: FrozenTrial) -> bool:
+    return trial.user_attrs.get("surplus", False)
+
+
+def claim(study: optuna.Study, trial: optuna.Trial, target: int) -> None:
+    """Let this trial run, or raise Surplus. Trial numbers are handed out atomically by the
+    storage, and the trials numbered below this one decide, so racing workers never overshoot."""
+    if claimed_trials(study, below=trial.number) >= target:
+        reason = "the target was reached by other workers; not run"
+    elif (twin := earlier_copy(study, trial.number)) is not None:
+        reason = f"a second copy of trial {twin}, enqueued by workers that created the study together; not run"
+    else:
+        trial.set_user_attr("worker", worker_identity())
+        return
+    trial.set_user_attr("surplus", True)
+    trial.set_user_attr("failure", reason)
+    raise Surplus(reason)
+
+
+def earlier_copy(study: optuna.Study, number: int) -> int | None:
+    """Workers that create a study at the same moment may each enqueue the baseline (and the
+    spec's [[enqueue]] trials): enqueueing checks for an existing copy, but not atomically. The
+    earlier copy of an enqueued trial, if this one is a later one. (Retries of a dead worker's
+    trial carry `failed_trial` and are not copies.)"""
+    trials = study.get_trials(deepcopy=False)
+    mine = trials[number].system_attrs
+    if "fixed_params" not in mine or "failed_trial" in mine:
+        return None
+    return next((t.number for t in trials[:number] if t.system_attrs.get("fixed_params") == mine["fixed_params"]
+                 and "failed_trial" not in t.system_attrs), None)
+
+
+def worker_identity() -> dict[str, str]:
+    """Host, pid and the process's start time: a pid alone may be reused after a reboot."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid()), "started": _process_start(os.getpid()) or ""}
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot, or None if there is no such process.
+    (Without Linux's /proc: "" for any live process.)"""
+    if not Path("/proc/self/stat").exists():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
+def stale_trial_callback(client: MlflowClient) -> Callable[[optuna.Study, FrozenTrial], None]:
+    """For a trial whose worker died: queue its parameters again, close its MLflow run KILLED."""
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+    def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+        retry(study, trial)
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id and client.get_run(run_id).info.status == "RUNNING":
+            records.mark_failed(client, run_id, "worker died (no heartbeat, or its process is gone); parameters queued again", "KILLED")
+
+    return on_stale
+
+
+def fail_dead_local_trials(study: optuna.Study, on_stale: Callable[[optuna.Study, FrozenTrial], None]) -> None:
+    """RUNNING trials recorded by this host whose process is gone: failed and queued again now,
+    instead of after the heartbeat's grace period. (Optuna has no public call that fails another
+    worker's trial, so this uses the storage's own.)"""
+    host, storage = socket.gethostname(), study._storage
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker", {})
+        if worker.get("host") != host or _process_start(int(worker["pid"])) == worker["started"]:
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "failure", "worker process died")
+            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                on_stale(study, storage.get_trial(trial._trial_id))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first
+
+
+def run_workers(worker_args: list[str], n_jobs: int, show_progress: Callable[[], None]) -> None:
+    """`--n-jobs K`: K worker processes (TensorFlow training is CPU-bound; threads would share
+    one interpreter), each running `python -m sweep WORKER_ARGS` on the same study."""
+    command = [sys.executable, "-m", "sweep", *worker_args]
+    here = str(Path(__file__).resolve().parent.parent)  # this package, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    # Workers get signals from the parent only (a terminal's Ctrl-C reaches the whole group).
+    workers = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(n_jobs)]
+    try:
+        while any(w.poll() is None for w in workers):
+            time.sleep(1)
+            check_stop()
+            show_progress()
+    except KeyboardInterrupt as e:
+        for w in workers:
+            w.send_signal(getattr(e, "signum", signal.SIGINT))
+        for w in workers:
+            w.wait()
+        raise
+    failed = [w.returncode for w in workers if w.returncode != 0]
+    if failed:
+        raise SweepError(f"{len(failed)} of {n_jobs} workers failed (exit codes {failed}); their output says why")
