@@ -22,9 +22,10 @@ from sweep.train import train
 
 def run_baseline(
     client: MlflowClient, spec: Spec, mnist: Mnist, backend: Backend, seeds: int,
-    on_seed: Callable[[int, TrainResult], None],
+    on_seed: Callable[[int, TrainResult], None], on_step: Callable | None = None,
 ) -> None:
-    """Train the spec's baseline with seeds 0..seeds-1, skipping seeds already recorded."""
+    """Train the spec's baseline with seeds 0..seeds-1, skipping seeds already recorded
+    (`on_step`: see `sweep.train.train`)."""
     done = {int(r.data.params["seed"]) for r in records.baseline_runs(client, spec.name)}
     parent_id = records.baseline_run(client, spec)
     try:
@@ -32,8 +33,8 @@ def run_baseline(
             if seed in done:
                 continue
             config = replace(spec.baseline, seed=seed)
-            with records.baseline_seed_run(client, spec, parent_id, config, mnist.md5, backend.params()) as record:
-                result = train(config, mnist, backend, on_eval=record.log_curve_point)
+            with records.baseline_seed_run(client, spec, parent_id, config, mnist, backend.params()) as record:
+                result = train(config, mnist, backend, on_eval=record.log_curve_point, on_step=on_step)
                 record.log_result(result)
             on_seed(seed, result)
     finally:

@@ -1,6 +1,8 @@
-"""The command line: parse, validate everything, then run; errors become one line here.
+"""The command line: parse, check every input, then run; errors become one line here.
 
-`python sweep.py --trials N` runs a study up to N finished trials.
+`python sweep.py --trials N` runs a study up to N finished trials. Settings come from flags,
+else from the ecosystem's environment variables (MLFLOW_TRACKING_URI, OPTUNA_STORAGE,
+SWEEP_DATA_DIR), else from defaults in the current folder.
 """
 
 from __future__ import annotations
@@ -21,11 +23,17 @@ from sweep.errors import SweepError
 if TYPE_CHECKING:  # imported where used: TensorFlow is slow to import, and --help should be fast
     from sweep.data import Mnist
     from sweep.model import Backend
+    from sweep.spec import Spec
 
 DEFAULT_STUDY = "tutorial"  # sweep/studies/tutorial.toml
+STORAGE = os.environ.get("OPTUNA_STORAGE", "sqlite:///optuna.db")
+TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, **kwargs):
+        super().__init__(allow_abbrev=False, **kwargs)  # --trial must not quietly mean --trials
+
     def error(self, message: str) -> None:  # one line, not argparse's usage block
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
@@ -50,9 +58,9 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_data_dir(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR"),
-                   help="directory with the four MNIST IDX files (default $SWEEP_DATA_DIR; unset: download)")
+def add_data_dir(p: argparse.ArgumentParser, default: str | None = os.environ.get("SWEEP_DATA_DIR")) -> None:
+    p.add_argument("--data-dir", default=default,
+                   help="directory with the four MNIST IDX files (default $SWEEP_DATA_DIR; unset: download once)")
 
 
 def add_lstm_backend(p: argparse.ArgumentParser) -> None:
@@ -63,8 +71,15 @@ def add_lstm_backend(p: argparse.ArgumentParser) -> None:
                         "cuDNN on a GPU) or auto (keras on a GPU, else native if it builds, else keras; the default)")
 
 
-def add_tracking_uri(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracking-uri", default="sqlite:///mlflow.db", help="MLflow tracking URI (default sqlite:///mlflow.db)")
+def add_stores(p: argparse.ArgumentParser, storage: bool = True) -> None:
+    if storage:
+        p.add_argument("--storage", default=STORAGE, help="Optuna storage URL (default $OPTUNA_STORAGE, else sqlite:///optuna.db)")
+    p.add_argument("--tracking-uri", default=TRACKING_URI,
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+
+
+def add_study_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study-name", help="the study (default: the only one in the storage)")
 
 
 def sweep_parser() -> Parser:
@@ -74,38 +89,35 @@ def sweep_parser() -> Parser:
         epilog="other commands: sweep.py report | baseline | reproduce RUN_ID (each with --help)",
     )
     p.add_argument("--trials", type=positive_int, default=20, help="target number of finished trials in the study (default 20)")
-    add_study_options(p)
+    p.add_argument("--study", default=DEFAULT_STUDY,
+                   help="study spec: a TOML file, or the name of one of the tool's own (tutorial, beat-claim, smoke; default tutorial)")
+    p.add_argument("--study-name", help="Optuna study and MLflow experiment name (default: the spec's name)")
     add_data_dir(p)
-    p.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL (default sqlite:///optuna.db)")
-    add_tracking_uri(p)
-    p.add_argument("--timeout", type=positive_float, help="the sweep's time budget: after it, no trial starts and a running one is stopped (FAIL, its run KILLED)")
+    add_stores(p)
+    p.add_argument("--timeout", type=positive_float, metavar="SECONDS",
+                   help="the sweep's time budget in seconds: after it, no trial starts and a running one is stopped (FAIL, its run KILLED)")
     p.add_argument("--n-jobs", type=positive_int, default=1, help="worker processes on this machine (default 1)")
     add_lstm_backend(p)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --n-jobs' processes
     return p
 
 
-def add_study_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", default=DEFAULT_STUDY,
-                   help="study spec: a TOML file, or the name of one of the tool's own (tutorial, beat-claim, smoke; default tutorial)")
-    p.add_argument("--study-name", help="Optuna study and MLflow experiment name (default: the spec's name)")
-
-
 def report_parser() -> Parser:
     p = Parser(prog="sweep.py report", description="Write the study's report (CSV, Markdown, HTML, plots) and log it to MLflow.")
-    p.add_argument("--study-name", default="tutorial", help="the study (default tutorial)")
-    p.add_argument("--storage", default="sqlite:///optuna.db", help="Optuna storage URL (default sqlite:///optuna.db)")
-    add_tracking_uri(p)
+    add_study_name(p)
+    add_stores(p)
     p.add_argument("--out", type=Path, help="output folder (default reports/<study>/)")
     return p
 
 
 def baseline_parser() -> Parser:
-    p = Parser(prog="sweep.py baseline", description="Train the study's baseline (the tutorial) with several seeds.")
+    p = Parser(prog="sweep.py baseline", description="Train the study's baseline (trial 0's configuration) with several seeds.")
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..K-1; recorded seeds are not trained again (default 5)")
-    add_study_options(p)
+    p.add_argument("--study", help="study spec, file or name (default: the spec of --study-name, or of the storage's "
+                                   "only study; with neither, tutorial)")
+    add_study_name(p)
     add_data_dir(p)
-    add_tracking_uri(p)
+    add_stores(p)
     add_lstm_backend(p)
     return p
 
@@ -113,32 +125,20 @@ def baseline_parser() -> Parser:
 def reproduce_parser() -> Parser:
     p = Parser(prog="sweep.py reproduce", description="Train a logged trial again from its MLflow run and compare results.")
     p.add_argument("run_id", nargs="?", help="the trial's MLflow run id")
-    p.add_argument("--study-name", help="with --trial: find the run by study and trial number instead")
-    p.add_argument("--trial", type=int, help="the trial number, with --study-name")
+    p.add_argument("--trial", type=int, help="the trial number instead (of --study-name, default: the store's only study)")
+    add_study_name(p)
     p.add_argument("--evaluate-only", action="store_true", help="re-evaluate the logged model instead of re-training")
-    add_data_dir(p)
-    add_tracking_uri(p)
+    add_data_dir(p, default=None)
+    add_stores(p, storage=False)
     return p
 
 
-def quiet_libraries() -> None:
-    """Our own lines say what happened; the libraries' start-up chatter would bury them.
-
-    TensorFlow's C++ side logs at load time before any log level applies, and again when it
-    first looks for GPUs, so stderr is closed for the length of both (Python errors still show: it is restored first)."""
+def quiet_libraries(tensorflow: bool = True) -> None:
+    """Our own lines say what happened; the libraries' start-up chatter would bury them."""
     import logging
 
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow
-
-        tensorflow.config.list_physical_devices("GPU")  # probing for CUDA logs errors when there is none
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
+    if tensorflow:
+        quiet_tensorflow()
     import mlflow  # noqa: F401  (sets its loggers' levels when imported: import it before setting them)
     import optuna
 
@@ -150,12 +150,21 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def load_study_spec(args: argparse.Namespace):
-    """The spec, checked before TensorFlow is imported: a bad study file is answered at once."""
-    from sweep.spec import load_spec
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ side logs at load time before any log level applies, and again when it
+    first looks for GPUs, so stderr is closed for the length of both (Python errors still show:
+    it is restored first)."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow
 
-    spec = load_spec(args.study)
-    return dataclasses.replace(spec, name=args.study_name) if args.study_name else spec
+        tensorflow.config.list_physical_devices("GPU")  # probing for CUDA logs errors when there is none
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
 
 
 def prepare(data_dir: str | None, lstm_backend: str) -> tuple[Mnist, Backend]:
@@ -167,55 +176,89 @@ def prepare(data_dir: str | None, lstm_backend: str) -> tuple[Mnist, Backend]:
     return load_mnist(data_dir), choose_backend(lstm_backend)
 
 
+def the_study(name: str | None, storage_url: str) -> str:
+    """The study meant: the one named, else the storage's only one."""
+    if name:
+        return name
+    from sweep.stores import study_names
+
+    names = study_names(storage_url)
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise SweepError("the Optuna storage holds no study yet: run a sweep first (see --storage)")
+    raise SweepError(f"the Optuna storage holds {len(names)} studies ({', '.join(names)}): pick one with --study-name")
+
+
+def baseline_spec(args: argparse.Namespace) -> Spec:
+    """The spec whose baseline to train: given, else the one the study was created from (kept
+    in the Optuna storage), else the tutorial's."""
+    from sweep.spec import load_spec
+
+    if args.study:
+        spec = load_spec(args.study)
+        return dataclasses.replace(spec, name=args.study_name) if args.study_name else spec
+    from sweep.spec import parse_spec
+    from sweep.stores import load_study, study_names
+
+    if not (args.study_name or study_names(args.storage)):
+        return load_spec(DEFAULT_STUDY)
+    name = the_study(args.study_name, args.storage)
+    source = load_study(name, args.storage).user_attrs.get("spec")
+    if source is None:
+        raise SweepError(f"study '{name}' keeps no study file; give it with --study")
+    return dataclasses.replace(parse_spec(source, f"(kept with study '{name}')"), name=name)
+
+
 def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
-    spec = load_study_spec(args)
+    from sweep.spec import load_spec
+
+    spec = load_spec(args.study)  # checked before TensorFlow is imported: a bad study file is answered at once
+    if args.study_name:
+        spec = dataclasses.replace(spec, name=args.study_name)
     quiet_libraries()
     from optuna.trial import TrialState
-    from tqdm import tqdm
 
-    from sweep.records import StudyTracker
+    from sweep import console, records
     from sweep.report import write_report
-    from sweep.stores import mlflow_client
+    from sweep.stores import check_storage, mask_url, mlflow_client
     from sweep.study import open_study, run_study
     from sweep.workers import FINISHED, Interrupted, finished_trials, is_surplus, request_stop, run_workers
 
     mnist, backend = prepare(args.data_dir, args.lstm_backend)
+    check_storage(args.storage)  # before the MLflow store is created: bad input writes nothing
     client = mlflow_client(args.tracking_uri)
     study = open_study(spec, args.storage, client)
-    tracker = StudyTracker(client, spec, args.storage)
+    tracker = records.StudyTracker(client, spec, args.storage)
 
     earlier = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}  # not this run's
-    bar = None if args.worker else tqdm(
-        total=args.trials, initial=min(finished_trials(study), args.trials), desc=spec.name, unit="trial", dynamic_ncols=True
-    )
+    progress = None if args.worker else console.SweepProgress(spec.name, args.trials, finished_trials(study), args.timeout)
 
-    def show_progress() -> None:
-        bar.n = min(finished_trials(study), args.trials)
-        if study.best_trials:
-            bar.set_postfix_str(f"best val {100 * study.best_value:.2f}%")
-        bar.refresh()
+    def show() -> None:
+        progress.show(finished_trials(study), f"best val {100 * study.best_value:.2f}%" if study.best_trials else None)
 
     def on_trial(trial) -> None:
-        if bar is not None:  # --n-jobs' workers stay silent: the parent reports their trials
-            bar.write(trial_line(trial))
-            show_progress()
+        if progress is not None:  # --n-jobs' workers stay silent: the parent reports their trials
+            progress.write(console.trial_line(trial))
+            show()
 
     def on_workers_progress(seen: set[int]) -> None:
         for trial in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL)):
             if trial.number not in seen and not is_surplus(trial):
                 seen.add(trial.number)
-                bar.write(trial_line(trial))
-        show_progress()
+                progress.write(console.trial_line(trial))
+        show()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, request_stop)
     try:
         if args.n_jobs > 1:
             seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-            worker_args = [*argv, "--n-jobs", "1", "--worker"]  # their own "--n-jobs 1" comes last and wins
-            run_workers(worker_args, args.n_jobs, lambda: on_workers_progress(seen))
+            run_workers(worker_argv(argv), args.n_jobs, {"OPTUNA_STORAGE": args.storage, "MLFLOW_TRACKING_URI": args.tracking_uri},
+                        lambda: on_workers_progress(seen))
         else:
-            run_study(study, spec, tracker, mnist, backend, args.trials, args.timeout, on_trial)
+            run_study(study, spec, tracker, mnist, backend, args.trials, args.timeout, on_trial,
+                      on_progress=progress.step if progress else None)
     except Interrupted as e:
         tracker.close("KILLED")
         print(f"stopped by {signal.Signals(e.signum).name}: a running trial is recorded as failed (its MLflow run "
@@ -227,8 +270,8 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if bar:
-            bar.close()
+        if progress:
+            progress.close()
     tracker.close("FINISHED")
     if args.worker:
         return 0
@@ -236,64 +279,94 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
     write_report(study, client, out)
     print(f"study '{spec.name}': {finished_trials(study)}/{args.trials} trials finished")
     training = sum(t.user_attrs.get("train_seconds", 0.0) for t in study.get_trials(deepcopy=False) if t.number not in earlier)
-    print(time_line(time.monotonic() - started, training, args.n_jobs))
+    print(console.time_line(time.monotonic() - started, training, args.n_jobs))
     if study.best_trials:
         best = study.best_trial
-        print(f"best on validation: trial {best.number}, val {accuracy(best, 'val_accuracy')}, "
-              f"test {accuracy(best, 'test_accuracy')}, first 128 test images {accuracy(best, 'test_accuracy_first128')}")
+        print(f"best on validation: trial {best.number}, val {console.accuracy(best, 'val_accuracy')}, "
+              f"test {console.accuracy(best, 'test_accuracy')}, first 128 test images {console.accuracy(best, 'test_accuracy_first128')}")
+        version = records.register_best(client, spec.name, best.user_attrs["mlflow_run_id"])
+        if version is not None:
+            print(f"registered: models:/{spec.name}@best (version {version}, trial {best.number})")
     print(f"report: {out / 'report.html'}")
+    print(console.browse_line(args.tracking_uri, mask_url(args.tracking_uri), tracker.experiment_id))
     return 0
 
 
-def report(args: argparse.Namespace) -> int:
-    quiet_libraries()
-    from sweep.report import write_report
-    from sweep.stores import mlflow_client
-    from sweep.study import load_study
+def worker_argv(argv: list[str]) -> list[str]:
+    """This command for one of --n-jobs' workers: its stores come by environment variable, so
+    that no password stands on a command line, where `ps` shows it."""
+    kept, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("--storage", "--tracking-uri"):
+            skip = True
+        elif not word.startswith(("--storage=", "--tracking-uri=")):
+            kept.append(word)
+    return [*kept, "--n-jobs", "1", "--worker"]  # their own "--n-jobs 1" comes last and wins
 
-    client = mlflow_client(args.tracking_uri)
-    study = load_study(args.study_name, args.storage)
-    out = args.out or Path("reports") / args.study_name
+
+def report(args: argparse.Namespace) -> int:
+    quiet_libraries(tensorflow=False)  # a report needs no TensorFlow
+    from sweep.report import write_report
+    from sweep.stores import load_study, mlflow_client, require_file
+
+    require_file(args.storage, "Optuna storage", "--storage")
+    name = the_study(args.study_name, args.storage)
+    study = load_study(name, args.storage)
+    client = mlflow_client(args.tracking_uri, must_exist=True)
+
+    out = args.out or Path("reports") / name
     frame = write_report(study, client, out)
     print(f"report of {len(frame)} trials: {out / 'report.md'}, {out / 'report.html'}, {out / 'trials.csv'}")
     return 0
 
 
 def baseline(args: argparse.Namespace) -> int:
-    spec = load_study_spec(args)
+    spec = baseline_spec(args)
     quiet_libraries()
+    from sweep import console
     from sweep.baseline import run_baseline
     from sweep.stores import mlflow_client
 
     mnist, backend = prepare(args.data_dir, args.lstm_backend)
     client = mlflow_client(args.tracking_uri)
+    bar = console.StepBar(f"baseline of '{spec.name}', a seed")
 
     def on_seed(seed, result) -> None:
+        bar.close()
         a = {k: str(v) for k, v in result.accuracies.items()}
         print(f"seed {seed}  val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  "
               f"{result.train_seconds:.0f}s")
 
-    run_baseline(client, spec, mnist, backend, args.seeds, on_seed)
+    try:
+        run_baseline(client, spec, mnist, backend, args.seeds, on_seed, on_step=bar)
+    finally:
+        bar.close()
     print(f"baseline of '{spec.name}': seeds 0-{args.seeds - 1} recorded; see `python sweep.py report --study-name {spec.name}`")
     return 0
 
 
 def reproduce(args: argparse.Namespace) -> int:
     """Exit 0 when the reproduction agrees with the logged result, 1 when it does not."""
-    if (args.run_id is None) == (args.study_name is None or args.trial is None):
-        raise SweepError("give either a RUN_ID or both --study-name and --trial")
+    if (args.run_id is None) == (args.trial is None):
+        raise SweepError("give either a RUN_ID or --trial N (with --study-name, unless the store holds one study)")
     quiet_libraries()
+    from sweep import console
     from sweep import reproduce as rep
-    from sweep.data import load_mnist
     from sweep.stores import mlflow_client
 
-    client = mlflow_client(args.tracking_uri)
+    client = mlflow_client(args.tracking_uri, must_exist=True)
     run = rep.find_run(client, args.run_id, args.study_name, args.trial)
-    mnist = load_mnist(args.data_dir)
+    mnist = rep.recorded_data(run, args.data_dir, warn=lambda line: print(line, file=sys.stderr))
     backend = rep.recorded_backend(run, warn=lambda line: print(line, file=sys.stderr))
     how = "re-evaluating its logged model" if args.evaluate_only else f"re-training it ({backend.name} backend)"
     print(f"reproducing {run.info.run_name} (run {run.info.run_id}) by {how}")
-    comparison = rep.reproduce(client, run, mnist, backend, args.evaluate_only)
+    bar = console.StepBar(f"reproducing {run.info.run_name}")
+    try:
+        comparison = rep.reproduce(client, run, mnist, backend, args.evaluate_only, on_step=bar)
+    finally:
+        bar.close()
     print("\n".join(rep.comparison_lines(comparison)))
     return 0 if comparison.agrees else 1
 
@@ -303,39 +376,6 @@ COMMANDS = {
     "baseline": (baseline_parser, baseline),
     "reproduce": (reproduce_parser, reproduce),
 }
-
-
-def time_line(wall: float, training: float, workers: int) -> str:
-    """Where this run's time went: optimizer steps versus everything else (start-up, data,
-    evaluation, Optuna and MLflow bookkeeping, saving models, the report)."""
-    share = training / (wall * workers)
-    of = "the wall time" if workers == 1 else f"{workers} workers x the wall time"
-    return (f"time: {wall / 60:.1f} min wall; training {training / 60:.1f} min = {100 * share:.1f}% of {of}, "
-            f"everything else {100 * (1 - share):.1f}%")
-
-
-def accuracy(trial, name: str) -> str:
-    """A trial's accuracy as recorded in its user attributes (counts; studies begun before
-    commit 3ed3be4 kept it as text), fit to print."""
-    from sweep.stats import Accuracy
-
-    value = trial.user_attrs[name]
-    return value if isinstance(value, str) else str(Accuracy(*value))
-
-
-def trial_line(trial) -> str:
-    """One summary line per finished trial."""
-    params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
-    head = f"trial {trial.number:4d}  {params}"
-    a = trial.user_attrs
-    if trial.state.name == "PRUNED":
-        from sweep.stats import Accuracy
-
-        return f"{head}  pruned at {a['pruned']['at']}, val {Accuracy(*a['pruned']['val'])}"
-    if trial.value is None:
-        return f"{head}  {trial.state.name.lower()}: {a.get('failure', 'see its MLflow run')}"
-    return (f"{head}  val {accuracy(trial, 'val_accuracy')}  test {accuracy(trial, 'test_accuracy')}  "
-            f"first128 {accuracy(trial, 'test_accuracy_first128')}  {a['train_seconds']:.0f}s")
 
 
 def passwords(*urls: str | None) -> list[str]:

@@ -24,6 +24,7 @@ FILES: dict[str, tuple[int, tuple[int, ...], str]] = {
     "t10k-images-idx3-ubyte": (2051, (10000, 28, 28), "2646ac647ad5339dbf082846283269ea"),
     "t10k-labels-idx1-ubyte": (2049, (10000,), "27ae3e4e09519cfbb04c329615203637"),
 }
+TEST_IMAGES = FILES["t10k-labels-idx1-ubyte"][1][0]  # 10,000: "all test images"
 VALIDATION_SIZE = 5000  # input_data.read_data_sets(validation_size=5000): the first 5,000
 
 
@@ -50,10 +51,11 @@ class Mnist:
     val: Split
     test: Split
     md5: dict[str, str]  # file name -> MD5 of its decompressed content, for the record
+    folder: str | None = None  # where the files were read, for the record (None: downloaded)
 
     def limit(self, train: int | None, val: int | None, test: int | None) -> Mnist:
         """The first images of each split: small studies for tests and try-outs."""
-        return Mnist(self.train.head(train), self.val.head(val), self.test.head(test), self.md5)
+        return Mnist(self.train.head(train), self.val.head(val), self.test.head(test), self.md5, self.folder)
 
 
 def _parse_idx(name: str, raw: bytes) -> np.ndarray:
@@ -102,7 +104,8 @@ def _fetch() -> dict[str, bytes]:
         (xtr, ytr), (xte, yte) = keras.datasets.mnist.load_data()
     except Exception as e:  # the download fails in many ways (DNS, proxy, HTTP); all mean the same
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SweepError(f"cannot download MNIST ({reason}); pass --data-dir DIR with the IDX files") from None
+        raise SweepError(f"cannot download MNIST ({reason}); put the four IDX files ({', '.join(FILES)}, plain or .gz) "
+                         "in a folder and pass --data-dir DIR or set SWEEP_DATA_DIR") from None
     arrays = dict(zip(FILES, (xtr, ytr, xte, yte)))
     return {name: _idx_bytes(a, name) for name, a in arrays.items()}
 
@@ -129,4 +132,5 @@ def load_mnist(data_dir: str | Path | None) -> Mnist:
         val=split(train_x[:VALIDATION_SIZE], train_y[:VALIDATION_SIZE]),
         test=split(arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]),
         md5=md5,
+        folder=None if data_dir is None else str(Path(data_dir).resolve()),
     )

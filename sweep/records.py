@@ -23,9 +23,11 @@ import mlflow
 import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
 from sweep.config import CurvePoint, TrainConfig, TrainResult
+from sweep.data import Mnist
 from sweep.errors import SweepError, TrainingStopped
 from sweep.spec import Spec
 from sweep.stats import Accuracy
@@ -38,6 +40,7 @@ TRIAL_STATE = "sweep.trial_state"  # COMPLETE, PRUNED or FAIL, as in Optuna
 FAILURE, PRUNED = "sweep.failure", "sweep.pruned"  # why
 REPRODUCES, REPRODUCED = "sweep.reproduces", "sweep.reproduced"
 GIT_COMMIT = "sweep.git_commit"  # the tool's commit, on every run about a configuration
+DATA_DIR = "sweep.data_dir"  # where MNIST was read (absent: downloaded)
 NOTE = MLFLOW_RUN_NOTE  # the run's or experiment's description in the UI
 ACCURACIES = ("val_accuracy", "test_accuracy", "test_accuracy_first128")  # validation chooses; test reports
 BEST_METRICS = (*ACCURACIES, "train_seconds")
@@ -170,16 +173,16 @@ def mark_failed(client: MlflowClient, run_id: str, reason: str, status: str = "F
 
 @contextmanager
 def config_run(
-    client: MlflowClient, experiment_id: str, name: str, config: TrainConfig, md5: dict[str, str], backend: dict[str, str],
+    client: MlflowClient, experiment_id: str, name: str, config: TrainConfig, data: Mnist, backend: dict[str, str],
     tags: dict[str, str],
 ) -> Iterator[TrialRun]:
     """A run about one configuration (a trial, a seed, or a reproduction), its params logged
     first: FINISHED if the body returns, FAILED or KILLED (reason in the tag `sweep.failure`)
     if it raises."""
-    commit = git_commit()
-    run = client.create_run(experiment_id, run_name=name, tags={**tags, **({GIT_COMMIT: commit} if commit else {})})
+    found = {GIT_COMMIT: git_commit(), DATA_DIR: data.folder}
+    run = client.create_run(experiment_id, run_name=name, tags={**tags, **{k: v for k, v in found.items() if v}})
     run_id = run.info.run_id
-    params = {**config_params(config), **environment(md5, backend)}
+    params = {**config_params(config), **environment(data.md5, backend)}
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
     try:
         yield TrialRun(client, experiment_id, run_id)
@@ -212,6 +215,13 @@ def runs_of(client: MlflowClient, study_name: str, role: str, where: str = "", *
     return client.search_runs([experiment.experiment_id], query, **search)
 
 
+def study_names(client: MlflowClient) -> list[str]:
+    """The studies this tracking store holds: experiments with a study's parent run."""
+    experiments = client.search_experiments()
+    found = client.search_runs([e.experiment_id for e in experiments], f"tags.`{ROLE}` = '{STUDY}'") if experiments else []
+    return sorted({run.data.tags[STUDY_NAME] for run in found})
+
+
 def study_run(client: MlflowClient, study_name: str) -> Run | None:
     """The study's parent run: the oldest, if workers starting together made several."""
     found = runs_of(client, study_name, STUDY, order_by=["attributes.start_time ASC"], max_results=1)
@@ -222,6 +232,11 @@ def trial_runs(client: MlflowClient, study_name: str, number: int | None = None)
     """The study's trial runs (of one trial number, newest first, when given)."""
     where = "" if number is None else f"tags.`{TRIAL_NUMBER}` = '{number}'"
     return runs_of(client, study_name, TRIAL, where, order_by=["attributes.start_time DESC"])
+
+
+def data_dir(run: Run) -> str | None:
+    """Where the run read MNIST, if it read files."""
+    return run.data.tags.get(DATA_DIR)
 
 
 def is_trial(run: Run) -> bool:
@@ -249,16 +264,16 @@ def baseline_run(client: MlflowClient, spec: Spec) -> str:
     return client.create_run(experiment_id(client, spec), run_name="baseline", tags={ROLE: BASELINE, NOTE: note}).info.run_id
 
 
-def baseline_seed_run(client: MlflowClient, spec: Spec, parent_id: str, config: TrainConfig, md5: dict[str, str], backend: dict[str, str]):
+def baseline_seed_run(client: MlflowClient, spec: Spec, parent_id: str, config: TrainConfig, data: Mnist, backend: dict[str, str]):
     tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: BASELINE_SEED, STUDY_NAME: spec.name}
-    return config_run(client, experiment_id(client, spec), f"baseline-seed-{config.seed}", config, md5, backend, tags)
+    return config_run(client, experiment_id(client, spec), f"baseline-seed-{config.seed}", config, data, backend, tags)
 
 
-def reproduction_run(client: MlflowClient, original: Run, config: TrainConfig, md5: dict[str, str], backend: dict[str, str], mode: str):
+def reproduction_run(client: MlflowClient, original: Run, config: TrainConfig, data: Mnist, backend: dict[str, str], mode: str):
     """A run nested under the one it reproduces, tagged `sweep.reproduces=<its id>`."""
     tags = {MLFLOW_PARENT_RUN_ID: original.info.run_id, ROLE: REPRODUCTION, REPRODUCES: original.info.run_id,
             "sweep.reproduction.mode": mode}
-    return config_run(client, original.info.experiment_id, f"reproduce-{original.info.run_name}", config, md5, backend, tags)
+    return config_run(client, original.info.experiment_id, f"reproduce-{original.info.run_name}", config, data, backend, tags)
 
 
 class StudyTracker:
@@ -289,10 +304,10 @@ class StudyTracker:
             self.client.delete_run(run.info.run_id)
         return first
 
-    def trial_run(self, number: int, config: TrainConfig, md5: dict[str, str], backend: dict[str, str]):
+    def trial_run(self, number: int, config: TrainConfig, data: Mnist, backend: dict[str, str]):
         """The trial's run, nested under the study's parent run."""
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, ROLE: TRIAL, STUDY_NAME: self.spec.name, TRIAL_NUMBER: str(number)}
-        return config_run(self.client, self.experiment_id, f"trial-{number:04d}", config, md5, backend, tags)
+        return config_run(self.client, self.experiment_id, f"trial-{number:04d}", config, data, backend, tags)
 
     def record_best(self, number: int, params: dict, run_id: str) -> None:
         """The best trial so far on the parent run, so the study's row and page answer "which
@@ -319,3 +334,26 @@ def log_report(client: MlflowClient, study_name: str, folder: Path, summary: lis
     client.log_artifacts(parent.info.run_id, str(folder), artifact_path="report")
     about = client.get_experiment_by_name(study_name).tags.get(NOTE, "")
     client.set_tag(parent.info.run_id, NOTE, "\n\n".join([about, *summary, "Full report: artifacts, report/report.html."]).strip())
+
+
+BEST = "best"  # the registered model's alias for the validation-chosen trial
+
+
+def register_best(client: MlflowClient, study_name: str, run_id: str) -> str | None:
+    """Register the run's logged model as version of the registered model `<study>` and point
+    its alias `best` at it (unless it already does): `models:/<study>@best` loads the current
+    choice, and the registry page links back to the run. The version, or None for a run that
+    logged no MLflow model (runs from before the stock Keras model)."""
+    experiment = client.get_experiment_by_name(study_name)
+    models = client.search_logged_models([experiment.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    if not models:
+        return None
+    try:
+        current = client.get_model_version_by_alias(study_name, BEST)
+        if current.run_id == run_id:
+            return current.version
+    except MlflowException:
+        pass  # no registered model yet, or no alias
+    version = mlflow.register_model(f"models:/{models[0].model_id}", study_name)
+    client.set_registered_model_alias(study_name, BEST, version.version)
+    return version.version

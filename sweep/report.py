@@ -8,6 +8,8 @@ the page is computed from that table and the baseline's seed runs.
 from __future__ import annotations
 
 import html
+import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,12 +17,14 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from sweep import records  # noqa: E402
+from sweep.data import TEST_IMAGES  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
 from sweep.records import ACCURACIES as METRICS  # noqa: E402
 from sweep.stats import Accuracy  # noqa: E402
@@ -28,6 +32,7 @@ from sweep.stats import Accuracy  # noqa: E402
 CLAIM = 0.9921  # the tutorial's figure
 CLAIM_COUNTS = Accuracy(127, 128)  # what it was: 127 of the first 128 test images
 IMPORTANCE_MIN_TRIALS = 10  # fANOVA on fewer completed trials is noise
+CORRELATION_MIN_TRIALS = 5  # a rank correlation of 2 or 3 trials is ±1 or nearly, whatever the truth
 TOP = 10
 
 
@@ -116,12 +121,18 @@ def claim_section() -> Section:
     ])
 
 
-def baseline_section(baseline: pd.DataFrame) -> Section:
+def test_set(acc: Accuracy) -> str:
+    """What a test figure was measured on: all test images, or a study's slice of them."""
+    return "all test images" if acc.total == TEST_IMAGES else f"the first {acc.total} test images only (the study's test_limit)"
+
+
+def baseline_section(baseline: pd.DataFrame, study_name: str) -> Section:
     if baseline.empty:
-        return Section("The baseline over seeds", ["No baseline runs yet: run `python sweep.py baseline --seeds 5`."])
+        return Section("The baseline over seeds",
+                       [f"No baseline runs yet: run `python sweep.py baseline --study-name {study_name} --seeds 5`."])
     stats = (baseline[["test_accuracy", "test_accuracy_first128"]].agg(["mean", "std", "min", "max"]) * 100).round(2)
     n = int(baseline["test_accuracy_total"].iloc[0])
-    stats.columns = [f"all test images (n={n}), %", "first 128 test images (n=128), %"]
+    stats.columns = [f"{test_set(Accuracy(0, n))} (n={n}), %", "first 128 test images (n=128), %"]
     stats.insert(0, "over seeds", stats.index)
     hits = int((baseline["test_accuracy_first128_correct"] >= CLAIM_COUNTS.correct).sum())
     return Section(
@@ -142,7 +153,7 @@ def best_section(frame: pd.DataFrame, params: list[str]) -> Section:
     values = ", ".join(f"{p}={best[p]:.4g}" for p in params if pd.notna(best[p]))
     text = [
         f"Trial {int(best['number'])} ({values}) has the best validation accuracy, "
-        f"{accuracy_of(best, 'val_accuracy')}. Its test accuracy: {test} on all test images; "
+        f"{accuracy_of(best, 'val_accuracy')}. Its test accuracy: {test} on {test_set(test)}; "
         f"{first} on the first 128 (the tutorial's measure).",
         verdict_sentence(test),
     ]
@@ -163,6 +174,11 @@ def top_section(frame: pd.DataFrame, params: list[str]) -> Section:
 
 def importance_section(study: optuna.Study, frame: pd.DataFrame, params: list[str]) -> Section:
     done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy"])
+    section = Section("Which hyperparameters matter")
+    if len(done) < CORRELATION_MIN_TRIALS:
+        section.text.append(f"Too few trials to say: {len(done)} completed, and even a rank correlation needs "
+                            f"{CORRELATION_MIN_TRIALS} (fANOVA importances, {IMPORTANCE_MIN_TRIALS}).")
+        return section
     rows = []
     for p in params:
         if done[p].nunique() > 1:
@@ -170,7 +186,7 @@ def importance_section(study: optuna.Study, frame: pd.DataFrame, params: list[st
             rows.append({"parameter": p, "spearman_rho_with_val_accuracy": round(float(rho), 3),
                          "low": done[p].min(), "high": done[p].max(),
                          "value_in_best_trial": done.loc[done["val_accuracy"].idxmax(), p]})
-    section = Section("Which hyperparameters matter", [], [pd.DataFrame(rows)] if rows else [])
+    section.tables = [pd.DataFrame(rows)] if rows else []
     if len(done) >= IMPORTANCE_MIN_TRIALS:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
@@ -183,37 +199,50 @@ def importance_section(study: optuna.Study, frame: pd.DataFrame, params: list[st
     return section
 
 
-def plots(frame: pd.DataFrame, space: dict[str, optuna.distributions.BaseDistribution], out: Path) -> list[str]:
+def readable_log_axis(axis, low: float, high: float) -> None:
+    """Ticks at 1, 2, 5 x 10^k, or three round ones in a range narrower than that: matplotlib
+    labels every minor tick of a narrow log range, one on top of the other."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    ticks = [m * 10.0**e for e in decades for m in (1, 2, 5) if low <= m * 10.0**e <= high]
+    if len(ticks) < 2:
+        ticks = [float(f"{t:.2g}") for t in np.geomspace(low, high, 5)[1:-1]]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def plots(study: optuna.Study, frame: pd.DataFrame, out: Path) -> list[str]:
+    """Optuna's own history and slice plots (validation accuracy, the objective), and ours where
+    Optuna has none: test against validation, and all test images against the first 128, each
+    with the claim's line."""
+    from matplotlib.ticker import MaxNLocator
+    from optuna.visualization import matplotlib as optuna_plots
+
     done = frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy", "test_accuracy"])
     names = []
 
-    def save(fig, name):
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=90)
+    def save(fig, name, layout: bool = True):
+        if layout:
+            fig.tight_layout()
+        fig.savefig(out / name, dpi=90, bbox_inches="tight")
         plt.close(fig)
         names.append(name)
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(done["number"], 100 * done["val_accuracy"], "o", label="trial")
-    ax.plot(done["number"], 100 * done["val_accuracy"].cummax(), "-", drawstyle="steps-post", label="best so far")
-    ax.axhline(100 * CLAIM, color="red", linestyle="--", label="99.21% claim")
-    ax.set(xlabel="trial", ylabel="validation accuracy, %", title="Optimisation history")
-    ax.legend()
-    save(fig, "history.png")
-
-    columns = 2
-    rows = max(1, -(-len(space) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(8, 3 * rows), squeeze=False)
-    for ax in axes.ravel()[len(space):]:
-        ax.set_visible(False)
-    for ax, (p, distribution) in zip(axes.ravel(), space.items()):
-        values = done[p].dropna()
-        ax.plot(values, 100 * done.loc[values.index, "test_accuracy"], "o")
-        ax.axhline(100 * CLAIM, color="red", linestyle="--")
-        ax.set(xlabel=p, ylabel="test accuracy, %")
-        if getattr(distribution, "log", False) and len(values):  # as the study searched it
-            ax.set_xscale("log")
-    save(fig, "test_vs_params.png")
+    if len(done):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the matplotlib plots are "experimental" in Optuna
+            ax = optuna_plots.plot_optimization_history(study)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trials are whole numbers
+            ax.figure.set_size_inches(7, 4)
+            save(ax.figure, "history.png")
+            axes = np.atleast_1d(optuna_plots.plot_slice(study))
+            for ax in axes:
+                if ax.get_xscale() == "log":
+                    readable_log_axis(ax.xaxis, *ax.get_xlim())
+            axes[0].figure.set_size_inches(3.4 * len(axes) + 1, 3.6)
+            save(axes[0].figure, "slice.png", layout=False)  # Optuna laid it out around its colour bar
 
     for name, (x, y, xl, yl) in {
         "val_vs_test.png": ("val_accuracy", "test_accuracy", "validation", "test (all images)"),
@@ -233,7 +262,7 @@ def render_markdown(title: str, sections: list[Section]) -> str:
     for s in sections:
         parts.append(f"## {s.title}")
         parts += s.text
-        parts += [t.to_markdown(index=False) for t in s.tables]
+        parts += [t.to_markdown(index=False, floatfmt=".4g") for t in s.tables]
         parts += [f"![{name}]({name})" for name in s.images]
     return "\n\n".join(parts) + "\n"
 
@@ -243,7 +272,7 @@ def render_html(title: str, sections: list[Section]) -> str:
     for s in sections:
         body.append(f"<h2>{html.escape(s.title)}</h2>")
         body += [f"<p>{html.escape(t)}</p>" for t in s.text]
-        body += [t.to_html(index=False, border=0) for t in s.tables]
+        body += [t.to_html(index=False, border=0, float_format=lambda v: f"{v:.4g}") for t in s.tables]
         body += [f'<img src="{name}" alt="{name}">' for name in s.images]
     style = "body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd}"
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
@@ -260,11 +289,12 @@ def write_report(study: optuna.Study, client: MlflowClient, out: Path) -> pd.Dat
     best = best_section(frame, list(space))
     sections = [
         claim_section(),
-        baseline_section(baseline_frame(client, study.study_name)),
+        baseline_section(baseline_frame(client, study.study_name), study.study_name),
         best,
         top_section(frame, list(space)),
         importance_section(study, frame, list(space)),
-        Section("Plots", ["Red dashed lines: the tutorial's 99.21%."], [], plots(frame, space, out)),
+        Section("Plots", ["History and slices: validation accuracy, Optuna's objective. Red dashed lines: the tutorial's 99.21%."],
+                [], plots(study, frame, out)),
     ]
     title = f"Study '{study.study_name}': {int((frame['state'] == 'COMPLETE').sum())} completed of {len(frame)} trials"
     (out / "report.md").write_text(render_markdown(title, sections))

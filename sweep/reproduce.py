@@ -8,6 +8,7 @@ backend the run recorded (runs logged before backends existed use the v1 model a
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from mlflow.exceptions import MlflowException
 
 import sweep.model_v1  # noqa: F401  registers the v1 layer, which runs logged before the stock LSTM saved
 from sweep import records
-from sweep.data import Mnist
+from sweep.data import Mnist, load_mnist
 from sweep.errors import SweepError
 from sweep.evaluate import Predictor
 from sweep.model import Backend, usable
@@ -51,6 +52,12 @@ def find_run(client: MlflowClient, run_id: str | None, study_name: str | None, t
         except MlflowException:
             raise SweepError(f"no MLflow run with id {run_id} in this tracking store (see --tracking-uri)") from None
     else:
+        if study_name is None:
+            names = records.study_names(client)
+            if len(names) != 1:
+                held = f"{len(names)} studies ({', '.join(names)})" if names else "no study"
+                raise SweepError(f"this tracking store holds {held}: name one with --study-name")
+            study_name = names[0]
         if client.get_experiment_by_name(study_name) is None:
             raise SweepError(f"no study '{study_name}' in this tracking store (see --tracking-uri)")
         runs = records.trial_runs(client, study_name, trial)
@@ -76,7 +83,7 @@ def environment_changes(run: Run, md5: dict[str, str], backend: Backend) -> list
 
 
 def reproduce(
-    client: MlflowClient, run: Run, mnist: Mnist, backend: Backend, evaluate_only: bool, warn=print
+    client: MlflowClient, run: Run, mnist: Mnist, backend: Backend, evaluate_only: bool, warn=print, on_step=None,
 ) -> Comparison:
     """Re-train the run's configuration (or re-evaluate its logged model) with `backend` (see
     `recorded_backend`), and record the reproduction as a run nested under the original, tagged
@@ -88,7 +95,7 @@ def reproduce(
         warn(f"warning: environment differs: {change}")
     data = mnist.limit(config.train_limit, config.val_limit, config.test_limit)
     mode = "evaluate-only" if evaluate_only else "train"
-    with records.reproduction_run(client, run, config, mnist.md5, backend.params(), mode) as record:
+    with records.reproduction_run(client, run, config, mnist, backend.params(), mode) as record:
         logged_model = load_logged_model(client, run)
         if evaluate_only:
             predictor = Predictor(logged_model, backend.chains)
@@ -96,7 +103,7 @@ def reproduce(
             record.log_accuracies(reproduced, config.final_point(len(data.train.y)))
             difference = None
         else:
-            result = train(config, mnist, backend, on_eval=record.log_curve_point)
+            result = train(config, mnist, backend, on_eval=record.log_curve_point, on_step=on_step)
             reproduced = result.accuracies
             record.log_result(result)
             pairs = zip(logged_model.get_weights(), result.model.get_weights())
@@ -104,6 +111,17 @@ def reproduce(
         comparison = Comparison(run, record.run_id, logged, reproduced, changes, difference)
         record.log_reproduction(run, comparison.agrees, mode, changes, difference)
     return comparison
+
+
+def recorded_data(run: Run, data_dir: str | None, warn: Callable[[str], None] = print) -> Mnist:
+    """MNIST for reproducing the run: from `data_dir` if given; else from where the run read it,
+    if that folder still holds the canonical files; else from $SWEEP_DATA_DIR; else downloaded."""
+    if data_dir is None and (recorded := records.data_dir(run)):
+        try:
+            return load_mnist(recorded)
+        except SweepError as e:
+            warn(f"warning: the run's MNIST folder is no use here ({e}); trying $SWEEP_DATA_DIR, then a download")
+    return load_mnist(data_dir or os.environ.get("SWEEP_DATA_DIR"))
 
 
 def recorded_backend(run: Run, warn: Callable[[str], None] = print) -> Backend:

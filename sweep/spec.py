@@ -170,6 +170,11 @@ def load_spec(given: str | Path) -> Spec:
         source = path.read_text()
     except OSError as e:
         raise SweepError(f"study file {path}: cannot read it ({e.strerror})") from None
+    return parse_spec(source, path)
+
+
+def parse_spec(source: str, path: str | Path) -> Spec:
+    """A spec from its TOML text; `path` names it in errors (a file, or where the text was kept)."""
     if not source.strip():
         raise SweepError(f"study file {path}: is empty")
     try:

@@ -7,6 +7,7 @@ import random
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,8 +47,29 @@ def retry_first_use(open_store: Callable[[], T], attempts: int = 4) -> T:
     raise AssertionError("unreachable")
 
 
-def optuna_storage(url: str, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.RDBStorage:
+def check_storage(url: str) -> None:
+    """Raise SweepError, writing nothing, if the Optuna storage URL is malformed or its server
+    does not answer: checked before any store is created."""
+    try:
+        sqlalchemy.engine.make_url(url)
+        _check_reachable(url)
+    except Exception as e:  # SQLAlchemy raises a different type for each way a URL can be wrong
+        raise SweepError(f"cannot open Optuna storage {mask_url(url)}: {_first_line(e)}") from None
+
+
+def require_file(url: str, what: str, flag: str) -> None:
+    """Commands that only read must not leave an empty SQLite store behind where there was none."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise SweepError(f"no {what} at {path}: nothing to read here (run a sweep first, or see {flag})")
+
+
+def optuna_storage(url: str, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+                   must_exist: bool = False) -> optuna.storages.RDBStorage:
     """The Optuna storage, with heartbeats: a trial whose worker stops beating is handed to `on_stale`."""
+    if must_exist:
+        require_file(url, "Optuna storage", "--storage")
     try:
         sqlalchemy.engine.make_url(url)  # a malformed URL needs no retries
         return retry_first_use(lambda: optuna.storages.RDBStorage(
@@ -57,8 +79,10 @@ def optuna_storage(url: str, on_stale: Callable[[optuna.Study, FrozenTrial], Non
         raise SweepError(f"cannot open Optuna storage {mask_url(url)}: {_first_line(e)}") from None
 
 
-def mlflow_client(tracking_uri: str) -> MlflowClient:
-    """A client for a tracking store that answers; nothing is written yet."""
+def mlflow_client(tracking_uri: str, must_exist: bool = False) -> MlflowClient:
+    """A client for a tracking store that answers (which a new SQLite store creates)."""
+    if must_exist:
+        require_file(tracking_uri, "MLflow tracking store", "--tracking-uri")
 
     def open_store() -> MlflowClient:
         client = MlflowClient(tracking_uri)
@@ -89,3 +113,18 @@ def _check_reachable(uri: str) -> None:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+def study_names(storage_url: str) -> list[str]:
+    """The studies in a storage (none where a SQLite storage does not exist: nothing is created)."""
+    if storage_url.startswith("sqlite:///") and not Path(storage_url.removeprefix("sqlite:///")).is_file():
+        return []
+    return sorted(s.study_name for s in optuna_storage(storage_url).get_all_studies())
+
+
+def load_study(study_name: str, storage_url: str) -> optuna.Study:
+    """An existing study, for reading."""
+    storage = optuna_storage(storage_url, must_exist=True)
+    if study_name not in {s.study_name for s in storage.get_all_studies()}:
+        raise SweepError(f"no study '{study_name}' in Optuna storage {mask_url(storage_url)} (see --storage, --study-name)")
+    return optuna.load_study(study_name=study_name, storage=storage)

@@ -8,6 +8,7 @@ are `sweep.workers`' business.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -22,7 +23,7 @@ from sweep.errors import SweepError, TrainingDiverged, TrainingStopped
 from sweep.model import Backend
 from sweep.records import StudyTracker
 from sweep.spec import Spec
-from sweep.stores import mask_url, optuna_storage
+from sweep.stores import optuna_storage
 from sweep.train import train
 
 MAX_FAILURES_IN_A_ROW = 5  # then the study's ranges, not bad luck, are the problem
@@ -53,14 +54,6 @@ class TrialSeeded(optuna.samplers.BaseSampler):
         self.sampler.after_trial(study, trial, state, values)
 
 
-def load_study(study_name: str, storage_url: str) -> optuna.Study:
-    """An existing study, for reading."""
-    storage = optuna_storage(storage_url)
-    if study_name not in {s.study_name for s in storage.get_all_studies()}:
-        raise SweepError(f"no study '{study_name}' in Optuna storage {mask_url(storage_url)} (see --storage, --study-name)")
-    return optuna.load_study(study_name=study_name, storage=storage)
-
-
 def open_study(spec: Spec, storage_url: str, client: MlflowClient) -> optuna.Study:
     """Load or create the study; a new one gets the baseline as trial 0, then the spec's
     `[[enqueue]]` trials."""
@@ -84,11 +77,11 @@ def open_study(spec: Spec, storage_url: str, client: MlflowClient) -> optuna.Stu
 
 
 def objective(trial: optuna.Trial, spec: Spec, tracker: StudyTracker, mnist: Mnist, backend: Backend,
-              on_step: Callable[[], None]) -> float:
+              on_step: Callable[[int, int, CurvePoint | None], None]) -> float:
     """Train the trial's configuration, recorded in its MLflow run; validation accuracy is the
     value Optuna maximises (never test accuracy)."""
     config = spec.suggest(trial)
-    with tracker.trial_run(trial.number, config, mnist.md5, backend.params()) as run:
+    with tracker.trial_run(trial.number, config, mnist, backend.params()) as run:
         trial.set_user_attr("mlflow_run_id", run.run_id)
 
         def on_eval(p: CurvePoint) -> None:
@@ -121,20 +114,24 @@ def run_study(
     target: int,
     timeout: float | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
+    on_progress: Callable[[int, int, int, CurvePoint | None], None] | None = None,
 ) -> None:
     """Run trials in this process until the study has `target` finished trials, or until
     `timeout` seconds have passed: then no trial starts, and a running one stops between two
-    steps (FAIL in Optuna, KILLED in MLflow, its curve so far kept)."""
+    steps (FAIL in Optuna, KILLED in MLflow, its curve so far kept). `on_progress(trial number,
+    steps done, steps, last curve point)` follows the running trial."""
     deadline = None if timeout is None else time.monotonic() + timeout
 
-    def on_step() -> None:
+    def between_steps(number: int, done: int, steps: int, last: CurvePoint | None) -> None:
         workers.check_stop()
         if deadline is not None and time.monotonic() > deadline:
             raise TrainingStopped(f"stopped by --timeout {timeout:g}: the study's time ran out during training")
+        if on_progress is not None:
+            on_progress(number, done, steps, last)
 
     def claimed_objective(trial: optuna.Trial) -> float:
         workers.claim(study, trial, target)
-        return objective(trial, spec, tracker, mnist, backend, on_step)
+        return objective(trial, spec, tracker, mnist, backend, functools.partial(between_steps, trial.number))
 
     failures_in_a_row = 0
 

@@ -127,12 +127,12 @@ def train(
     mnist: Mnist,
     backend: Backend,
     on_eval: Callable[[CurvePoint], None] | None = None,
-    on_step: Callable[[], None] | None = None,
+    on_step: Callable[[int, int, CurvePoint | None], None] | None = None,
 ) -> TrainResult:
     """Train one trial. `on_eval` sees each point of the curves (labelled by step or epoch, see
     `TrainConfig.curve_points`) as it is measured (to record it, or to prune the trial by
-    raising); `on_step()` runs between calls of the trainer (at most IMAGES_PER_CALL images
-    apart), where it is safe to stop by raising."""
+    raising); `on_step(done, steps, last curve point)` runs between calls of the trainer (at
+    most IMAGES_PER_CALL images apart), to show progress, and where it is safe to stop by raising."""
     data = mnist.limit(config.train_limit, config.val_limit, config.test_limit)
     steps, points = config.steps(len(data.train.y)), config.curve_points(len(data.train.y))
     trainer = Trainer(config, steps, data.train, backend)
@@ -140,7 +140,7 @@ def train(
 
     per_call = steps_per_call(config.batch_size)
     ends = sorted({*points, *range(per_call, steps, per_call)})  # a call ends at each curve point, or per_call steps on
-    train_seconds, recent_losses, done = 0.0, [], 0
+    train_seconds, recent_losses, done, last = 0.0, [], 0, None
     for end in ends:
         started = time.perf_counter()
         losses = trainer.steps(batches[done:end])
@@ -150,14 +150,15 @@ def train(
             raise TrainingDiverged(f"diverged: loss is {losses[first]} at step {done + first + 1}")
         done = end
         if on_step is not None:
-            on_step()
+            on_step(done, steps, last)
         recent_losses.extend(losses)
         if end in points:
             # The final validation accuracy, which chooses trials, is always on every image.
             val = trainer.predictor.accuracy(data.val if end == steps else data.val.head(config.curve_val_limit))
             train_loss, recent_losses = float(np.mean(recent_losses)), []
+            last = CurvePoint(points[end], val, train_loss, train_seconds)
             if on_eval is not None:
-                on_eval(CurvePoint(points[end], val, train_loss, train_seconds))
+                on_eval(last)
 
     return TrainResult(
         model=trainer.model,

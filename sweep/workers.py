@@ -154,12 +154,13 @@ def fail_dead_local_trials(study: optuna.Study, on_stale: Callable[[optuna.Study
             pass  # another worker got there first
 
 
-def run_workers(worker_args: list[str], n_jobs: int, show_progress: Callable[[], None]) -> None:
+def run_workers(worker_args: list[str], n_jobs: int, worker_env: dict[str, str], show_progress: Callable[[], None]) -> None:
     """`--n-jobs K`: K worker processes (TensorFlow training is CPU-bound; threads would share
-    one interpreter), each running `python -m sweep WORKER_ARGS` on the same study."""
+    one interpreter), each running `python -m sweep WORKER_ARGS` on the same study, with
+    `worker_env` added to their environment."""
     command = [sys.executable, "-m", "sweep", *worker_args]
     here = str(Path(__file__).resolve().parent.parent)  # this package, installed or not
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, **worker_env, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
     # Workers get signals from the parent only (a terminal's Ctrl-C reaches the whole group).
     workers = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(n_jobs)]
     try:

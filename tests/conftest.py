@@ -38,7 +38,10 @@ def cli_command(*args: str) -> list[str]:
 
 
 def cli_env() -> dict[str, str]:
-    return {**os.environ, "SWEEP_DATA_DIR": str(DATA_DIR)}
+    """The environment of a user with the data in SWEEP_DATA_DIR and default stores. (MLflow's
+    set_tracking_uri, called by some tests, exports MLFLOW_TRACKING_URI to child processes.)"""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE")}
+    return {**env, "SWEEP_DATA_DIR": str(DATA_DIR)}
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -1,15 +1,40 @@
 """The whole slice through the real command line: Optuna storage, MLflow store, resume, errors."""
 
-import os
-import sqlite3
 import subprocess
 import sys
 
+import numpy as np
 import optuna
 import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import DATA_DIR, SMOKE, cli_command, cli_env, run_cli, trial_runs
+
+
+def test_the_sweep_shows_progress_run_ids_and_how_to_browse(swept):
+    folder, result = swept
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("smoke")
+    for run in trial_runs(client, experiment.experiment_id):
+        assert f"run {run.info.run_id}" in result.stdout  # what `reproduce` takes
+    assert "  trial 2: " in result.stderr and "/60 [" in result.stderr and "val " in result.stderr  # steps of the running trial
+    browse = [line for line in result.stdout.splitlines() if line.startswith("browse: ")]
+    assert browse == [f"browse: mlflow ui --backend-store-uri sqlite:///mlflow.db   then open "
+                      f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"]
+
+
+def test_the_validation_best_model_is_registered_as_the_studys_best(swept):
+    folder, result = swept
+    import mlflow
+
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{folder}/optuna.db")
+    version = client.get_model_version_by_alias("smoke", "best")
+    assert version.run_id == study.best_trial.user_attrs["mlflow_run_id"]
+    assert f"registered: models:/smoke@best (version {version.version}, trial {study.best_trial.number})" in result.stdout
+    mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+    model = mlflow.pyfunc.load_model("models:/smoke@best")
+    assert np.asarray(model.predict(np.zeros((2, 28, 28), np.float32))).shape == (2, 10)
 
 
 def test_sweep_reaches_target_with_baseline_first(swept):
@@ -75,7 +100,7 @@ def test_logged_model_loads_without_this_project_and_reproduces_logged_test_accu
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     run = trial_runs(client, client.get_experiment_by_name("smoke").experiment_id)[1]
     result = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_SWEEP, run.info.run_id, f"sqlite:///{folder}/mlflow.db", str(DATA_DIR)],
-                            cwd=folder, env={**os.environ, "CXX": "/nonexistent"}, capture_output=True, text=True, timeout=300)
+                            cwd=folder, env={**cli_env(), "CXX": "/nonexistent"}, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     correct = int(run.data.metrics["test_accuracy_correct"])
     (counts,) = [line.split()[1:] for line in result.stdout.splitlines() if line.startswith("correct:")]  # pyfunc prints a progress bar
@@ -100,28 +125,68 @@ def test_trials_is_a_target_not_a_count(tmp_path):
     assert len(trial_runs(client, experiment.experiment_id)) == 3
 
 
+def listing(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--trials", "0"], "--trials: 0 must be at least 1"),
         (["--trials", "many"], "'many' is not a whole number"),
+        (["--trial", "2"], "unrecognized arguments: --trial 2"),  # no abbreviations: --trial is not --trials
         (["--timeout", "-5"], "--timeout: -5 must be a positive"),
         (["--study", "missing.toml"], "study file missing.toml: cannot read it"),
         (["--data-dir", "/nonexistent"], "MNIST directory /nonexistent does not exist"),
         (["--storage", "notaurl"], "cannot open Optuna storage notaurl"),
         (["--tracking-uri", "postgresql://u:hunter2@127.0.0.1:9/x"], "cannot open MLflow tracking store postgresql://u:***@127.0.0.1:9/x"),
+        (["report"], "no Optuna storage at optuna.db"),
+        (["report", "--storage", "sqlite:///elsewhere.db"], "no Optuna storage at elsewhere.db"),
+        (["reproduce", "0123456789abcdef"], "no MLflow tracking store at mlflow.db"),
+        (["reproduce", "--trial", "0"], "no MLflow tracking store at mlflow.db"),
+        (["baseline", "--study", "missing.toml"], "study file missing.toml: cannot read it"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
-    result = run_cli("--study", str(SMOKE), *args, cwd=tmp_path)
+    before = listing(tmp_path)
+    command = args if args[0] in ("report", "reproduce", "baseline") else ["--study", str(SMOKE), *args]
+    result = run_cli(*command, cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("sweep.py")]
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr and "hunter2" not in result.stderr + result.stdout
-    for db in tmp_path.glob("*.db"):
-        tables = sqlite3.connect(db).execute("select name from sqlite_master where name in ('runs', 'trials')")
-        for (table,) in tables:
-            assert sqlite3.connect(db).execute(f"select count(*) from {table}").fetchone()[0] == 0
+    assert listing(tmp_path) == before
+
+
+def test_stores_default_to_the_ecosystems_environment_variables_and_flags_win(tmp_path):
+    env = {**cli_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/team-mlflow.db", "OPTUNA_STORAGE": f"sqlite:///{tmp_path}/team-optuna.db"}
+    run = subprocess.run(cli_command("--study", "smoke", "--trials", "1"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert {"team-mlflow.db", "team-optuna.db"} <= set(listing(tmp_path)) and "optuna.db" not in listing(tmp_path)
+    report = subprocess.run(cli_command("report", "--storage", "sqlite:///nowhere.db"), cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 2 and "no Optuna storage at nowhere.db" in report.stderr  # the flag, not the variable
+
+
+def test_workers_get_no_password_on_their_command_line():
+    from sweep.cli import worker_argv
+
+    argv = ["--trials", "9", "--storage", "postgresql://u:pw-1@h/optuna", "--tracking-uri=postgresql://u:pw-2@h/mlflow", "--n-jobs", "4"]
+    assert worker_argv(argv) == ["--trials", "9", "--n-jobs", "4", "--n-jobs", "1", "--worker"]
+
+
+def test_without_internet_or_data_the_error_names_the_four_files(tmp_path):
+    """No --data-dir, no SWEEP_DATA_DIR, no cached copy: the download fails (here through a proxy on
+    a closed local port, so nothing leaves the machine) and the error says what to provide."""
+    env = {k: v for k, v in cli_env().items() if k != "SWEEP_DATA_DIR"}
+    env.update({"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+                "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
+    result = subprocess.run(cli_command("--study", "smoke", "--trials", "1"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("sweep.py")]
+    assert "cannot download MNIST" in line and "SWEEP_DATA_DIR" in line
+    assert all(name in line for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    assert not list(tmp_path.glob("*.db"))
 
 
 def no_compiler(tmp_path) -> dict[str, str]:

@@ -115,6 +115,7 @@ def test_timeout_stops_the_running_trial_cleanly(tmp_path):
     assert trial.user_attrs["train_seconds"] == client.get_metric_history(run.info.run_id, "train_seconds")[-1].value
     assert_nothing_left_running(study, client, experiment_id)
     assert "0/3 trials finished" in result.stdout
+    assert "of the 8 s budget" in result.stderr and "0/3 trials" in result.stderr  # the bar counts toward the budget
 
 
 def start_sweep(folder, *args):

@@ -24,12 +24,13 @@ def test_claim_verdict(correct, verdict):
 
 def test_report_of_a_swept_study(swept):
     folder, _ = swept
-    baseline = run_cli("baseline", "--study", str(SMOKE), "--seeds", "2", cwd=folder)
+    baseline = run_cli("baseline", "--seeds", "2", cwd=folder)  # the spec kept with the storage's only study
     assert baseline.returncode == 0, baseline.stderr
+    assert "baseline of 'smoke'" in baseline.stdout and "/60 [" in baseline.stderr  # a bar over each seed's steps
     more = run_cli("baseline", "--study", str(SMOKE), "--seeds", "3", cwd=folder)
     assert [line.split()[1] for line in more.stdout.splitlines() if line.startswith("seed ")] == ["2"]
 
-    result = run_cli("report", "--study-name", "smoke", cwd=folder)
+    result = run_cli("report", cwd=folder)  # the storage's only study
     assert result.returncode == 0, result.stderr
     out = folder / "reports" / "smoke"
     table = pd.read_csv(out / "trials.csv")
@@ -51,7 +52,7 @@ def test_report_of_a_swept_study(swept):
     assert "127/128 = 99.22%" in page and "95.71% – 99.86%" in page
     best = table.loc[table["val_accuracy"].idxmax()]
     assert f"Trial {best['number']} (" in page and "99.21% lies above this interval" in page
-    for png in ("history.png", "test_vs_params.png", "val_vs_test.png", "full_vs_first128.png"):
+    for png in ("history.png", "slice.png", "val_vs_test.png", "full_vs_first128.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in page
     assert "<table" in (out / "report.html").read_text()
     parent = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'study'")[0]
@@ -106,5 +107,10 @@ def test_a_tie_on_validation_is_broken_by_trial_order_and_said(tmp_path):
 
 
 def test_report_on_a_missing_study_is_exit_2(tmp_path):
+    for name in ("first", "second"):
+        optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path}/optuna.db")
+    MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()  # an (empty) tracking store
     result = run_cli("report", "--study-name", "nothing", cwd=tmp_path)
     assert result.returncode == 2 and "no study 'nothing'" in result.stderr and "Traceback" not in result.stderr
+    several = run_cli("report", cwd=tmp_path)  # which one? the error names them
+    assert several.returncode == 2 and "holds 2 studies (first, second): pick one with --study-name" in several.stderr

@@ -131,3 +131,24 @@ def test_a_native_run_reproduces_on_keras_where_the_op_cannot_be_built(swept, tm
     (record,) = [r for r in reproductions(client, runs[0]) if r.data.params["lstm_backend"] == "keras"]
     client.delete_run(record.info.run_id)  # the other tests count runs[0]'s reproductions
     assert record.data.params["lstm_chains"] == runs[0].data.params["lstm_chains"]
+
+
+def test_reproduce_finds_the_data_where_the_run_read_it_else_in_sweep_data_dir(swept):
+    folder, _ = swept
+    client, runs = store(folder)
+    run = runs[0]
+    earlier = {r.info.run_id for r in reproductions(client, run)}
+    without = {k: v for k, v in cli_env().items() if k != "SWEEP_DATA_DIR"}
+    try:
+        found = subprocess.run(cli_command("reproduce", run.info.run_id, "--evaluate-only"), cwd=folder, env=without,
+                               capture_output=True, text=True, timeout=600)
+        assert found.returncode == 0 and same_rows(found.stdout) == 3, found.stderr  # from the folder the run recorded
+        client.set_tag(run.info.run_id, "sweep.data_dir", str(folder / "moved-away"))
+        moved = run_cli("reproduce", run.info.run_id, "--evaluate-only", cwd=folder)  # SWEEP_DATA_DIR is set
+        assert moved.returncode == 0 and same_rows(moved.stdout) == 3, moved.stderr
+        assert "the run's MNIST folder is no use here" in moved.stderr and "moved-away" in moved.stderr
+    finally:
+        client.set_tag(run.info.run_id, "sweep.data_dir", run.data.tags["sweep.data_dir"])
+        for record in reproductions(client, run):  # the other tests count runs[0]'s reproductions
+            if record.info.run_id not in earlier:
+                client.delete_run(record.info.run_id)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, run_cli
 
 SHOTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -115,3 +115,20 @@ def test_optuna_dashboard_serves_the_study(swept):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_report_page_leads_with_a_verdict_and_every_image_loads(swept, page):
+    folder, _ = swept
+    result = run_cli("report", "--out", "reports/for-the-browser", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    page.goto((folder / "reports" / "for-the-browser" / "report.html").as_uri())
+    body = page.inner_text("body")
+    assert "has the best validation accuracy" in body and "lies above this interval: the result falls short of the claim" in body
+    assert "on the first 500 test images only" in body  # the smoke study's slice, not "all test images"
+    assert "Too few trials to say" in body  # no ±1 rank correlation from 3 trials
+    images = page.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
+    assert sorted(src for src, _ in images) == ["full_vs_first128.png", "history.png", "slice.png", "val_vs_test.png"]
+    assert all(loaded for _, loaded in images), images
+    assert "0.001000" not in body and "1.000000" not in body  # numbers as people write them
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=str(SHOTS / "report.png"), full_page=True)
