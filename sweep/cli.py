@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sweep.config import GRACE_PERIOD, HEARTBEAT_INTERVAL
 from sweep.errors import SweepError
 
 if TYPE_CHECKING:  # imported where used: TensorFlow is slow to import, and --help should be fast
@@ -97,6 +98,11 @@ def sweep_parser() -> Parser:
     p.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                    help="the sweep's time budget in seconds: after it, no trial starts and a running one is stopped (FAIL, its run KILLED)")
     p.add_argument("--n-jobs", type=positive_int, default=1, help="worker processes on this machine (default 1)")
+    p.add_argument("--heartbeat-interval", type=positive_int, default=HEARTBEAT_INTERVAL, metavar="SECONDS",
+                   help=f"seconds between a running trial's heartbeats in the Optuna storage (default {HEARTBEAT_INTERVAL})")
+    p.add_argument("--grace-period", type=positive_int, default=GRACE_PERIOD, metavar="SECONDS",
+                   help="a trial without a heartbeat this long belongs to a lost worker: it is failed and its "
+                        f"parameters queued again (default {GRACE_PERIOD})")
     add_lstm_backend(p)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --n-jobs' processes
     return p
@@ -228,7 +234,7 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
     mnist, backend = prepare(args.data_dir, args.lstm_backend)
     check_storage(args.storage)  # before the MLflow store is created: bad input writes nothing
     client = mlflow_client(args.tracking_uri)
-    study = open_study(spec, args.storage, client)
+    study = open_study(spec, args.storage, client, args.heartbeat_interval, args.grace_period)
     tracker = records.StudyTracker(client, spec, args.storage)
 
     earlier = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}  # not this run's

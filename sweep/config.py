@@ -14,6 +14,8 @@ from sweep.stats import Accuracy
 
 FIRST_TEST_IMAGES = 128  # the tutorial measured its 99.21% on this many test images
 LR_SCHEDULES = ("constant", "one_cycle")
+HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats (--heartbeat-interval)
+GRACE_PERIOD = 120  # a trial silent this long belongs to a lost worker (--grace-period)
 LSTM_BACKENDS = ("auto", "native", "keras")  # what a user may ask for (sweep.model chooses; a run records native or keras)
 
 

@@ -3,6 +3,7 @@ person can act on, and URLs fit to print (passwords masked)."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import urllib.request
@@ -17,11 +18,11 @@ import sqlalchemy
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial
 
+from sweep.config import GRACE_PERIOD, HEARTBEAT_INTERVAL
 from sweep.errors import SweepError
 
 T = TypeVar("T")
-HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats
-GRACE_PERIOD = 120  # a trial silent this long belongs to a dead worker
+SERVERS = ("postgresql", "mysql", "mssql")  # database servers, as SQLAlchemy names them
 
 
 def mask_url(url: str) -> str:
@@ -66,14 +67,20 @@ def require_file(url: str, what: str, flag: str) -> None:
 
 
 def optuna_storage(url: str, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
-                   must_exist: bool = False) -> optuna.storages.RDBStorage:
-    """The Optuna storage, with heartbeats: a trial whose worker stops beating is handed to `on_stale`."""
+                   must_exist: bool = False, heartbeat_interval: int = HEARTBEAT_INTERVAL,
+                   grace_period: int = GRACE_PERIOD) -> optuna.storages.RDBStorage:
+    """The Optuna storage, with heartbeats: a trial whose worker stops beating for `grace_period`
+    seconds is handed to `on_stale`. On a database server a worker keeps one connection and
+    opens a second only while its heartbeat thread and its trial both write (Optuna's own set-up
+    needs two at once), so that many workers fit under the server's connection limit."""
     if must_exist:
         require_file(url, "Optuna storage", "--storage")
     try:
+        engine = {} if url.startswith("sqlite") else {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True}
         sqlalchemy.engine.make_url(url)  # a malformed URL needs no retries
         return retry_first_use(lambda: optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD, heartbeat_stale_trial_callback=on_stale
+            url, engine_kwargs=engine, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+            heartbeat_stale_trial_callback=on_stale,
         ))
     except Exception as e:  # SQLAlchemy raises a different type for each way a URL can be wrong
         raise SweepError(f"cannot open Optuna storage {mask_url(url)}: {_first_line(e)}") from None
@@ -83,6 +90,8 @@ def mlflow_client(tracking_uri: str, must_exist: bool = False) -> MlflowClient:
     """A client for a tracking store that answers (which a new SQLite store creates)."""
     if must_exist:
         require_file(tracking_uri, "MLflow tracking store", "--tracking-uri")
+    if urlsplit(tracking_uri).scheme.split("+")[0] in SERVERS:  # connections per operation, none held idle
+        os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
 
     def open_store() -> MlflowClient:
         client = MlflowClient(tracking_uri)
@@ -102,7 +111,7 @@ def _check_reachable(uri: str) -> None:
     scheme = urlsplit(uri).scheme.split("+")[0]
     if scheme in ("http", "https"):
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10).close()
-    elif scheme in ("postgresql", "mysql", "mssql"):
+    elif scheme in SERVERS:
         engine = sqlalchemy.create_engine(uri)
         try:
             engine.connect().close()

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import workers
-from sweep.config import CurvePoint
+from sweep.config import GRACE_PERIOD, HEARTBEAT_INTERVAL, CurvePoint
 from sweep.data import Mnist
 from sweep.errors import SweepError, TrainingDiverged, TrainingStopped
 from sweep.model import Backend
@@ -54,12 +54,15 @@ class TrialSeeded(optuna.samplers.BaseSampler):
         self.sampler.after_trial(study, trial, state, values)
 
 
-def open_study(spec: Spec, storage_url: str, client: MlflowClient) -> optuna.Study:
+def open_study(spec: Spec, storage_url: str, client: MlflowClient, heartbeat_interval: int = HEARTBEAT_INTERVAL,
+               grace_period: int = GRACE_PERIOD) -> optuna.Study:
     """Load or create the study; a new one gets the baseline as trial 0, then the spec's
-    `[[enqueue]]` trials."""
+    `[[enqueue]]` trials. A trial whose worker stops beating for `grace_period` seconds is
+    failed and its parameters queued again."""
     on_stale = workers.stale_trial_callback(client)
+    storage = optuna_storage(storage_url, on_stale, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     study = optuna.create_study(
-        storage=optuna_storage(storage_url, on_stale), study_name=spec.name, direction="maximize",
+        storage=storage, study_name=spec.name, direction="maximize",
         sampler=TrialSeeded(spec.make_sampler), pruner=spec.make_pruner(), load_if_exists=True,
     )
     recorded = study.user_attrs.get("spec_digest")
@@ -138,6 +141,7 @@ def run_study(
     def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         nonlocal failures_in_a_row
         workers.check_stop()  # no new trial after Ctrl-C
+        optuna.storages.fail_stale_trials(study)  # a lost machine's trial must not count toward the target
         surplus = workers.is_surplus(trial)
         failures_in_a_row = failures_in_a_row + 1 if trial.state == TrialState.FAIL and not surplus else 0
         if trial.state == TrialState.COMPLETE and study.best_trial.number == trial.number:
@@ -150,6 +154,16 @@ def run_study(
         if workers.claimed_trials(study) >= target:
             study.stop()
 
-    if workers.claimed_trials(study) < target:
-        study.optimize(claimed_objective, timeout=timeout, catch=(TrainingDiverged, TrainingStopped, workers.Surplus),
-                       callbacks=[after_trial])
+    def left() -> float | None:
+        return None if deadline is None else deadline - time.monotonic()
+
+    # Until the target is reached: run trials while it needs more, else wait for the trials
+    # other workers are running, which either finish or, if their machine is lost, go stale
+    # and are queued again here.
+    while workers.finished_trials(study) < target and (deadline is None or left() > 0):
+        optuna.storages.fail_stale_trials(study)
+        if workers.claimed_trials(study) < target:
+            study.optimize(claimed_objective, timeout=left(), catch=(TrainingDiverged, TrainingStopped, workers.Surplus),
+                           callbacks=[after_trial])
+        else:
+            workers.wait(workers.POLL_SECONDS, deadline)

@@ -29,6 +29,7 @@ from sweep.errors import SweepError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_RETRY = 2  # a dead worker's trial is queued again at most this often
+POLL_SECONDS = 2  # how often a worker with nothing to run looks at the others' trials
 
 
 class Surplus(Exception):
@@ -58,6 +59,14 @@ def request_stop(signum: int, frame=None) -> None:
 def check_stop() -> None:
     if _stop_signal:
         raise Interrupted(_stop_signal[0])
+
+
+def wait(seconds: float, deadline: float | None) -> None:
+    """Sleep while other workers' trials run, waking for signals (and before the deadline)."""
+    until = time.monotonic() + seconds if deadline is None else min(time.monotonic() + seconds, deadline)
+    while time.monotonic() < until:
+        check_stop()
+        time.sleep(min(0.2, max(0.0, until - time.monotonic())))
 
 
 def finished_trials(study: optuna.Study) -> int:

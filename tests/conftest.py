@@ -98,3 +98,22 @@ def postgres():
 
 
 PG_PASSWORD = "pw-s3cret-9431"
+
+
+def new_database(server: str, name: str) -> str:
+    """A fresh database on the test server (so tests never share a study); its URL."""
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
+
+
+def connections(server: str, *databases: str) -> int:
+    """Client connections the server holds now to these databases."""
+    import psycopg
+
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+        query = "select count(*) from pg_stat_activity where backend_type = 'client backend' and datname = any(%s)"
+        return connection.execute(query, [list(databases)]).fetchone()[0]
