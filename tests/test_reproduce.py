@@ -152,3 +152,9 @@ def test_reproduce_finds_the_data_where_the_run_read_it_else_in_sweep_data_dir(s
         for record in reproductions(client, run):  # the other tests count runs[0]'s reproductions
             if record.info.run_id not in earlier:
                 client.delete_run(record.info.run_id)
+
+
+def test_reproduce_by_trial_number_defaults_to_the_stores_only_study(swept):
+    folder, _ = swept
+    result = run_cli("reproduce", "--trial", "99", cwd=folder)  # no --study-name: the store holds only 'smoke'
+    assert result.returncode == 2 and "study 'smoke' has no run for trial 99" in result.stderr, result.stderr
