@@ -59,10 +59,9 @@ class StepBar:
     def __call__(self, done: int, steps: int, last: CurvePoint | None) -> None:
         if self.bar is None:
             self.bar = tqdm(total=steps, desc=self.desc, unit="step", position=self.position, leave=False, dynamic_ncols=True)
-        self.bar.n = done
         if last is not None:
             self.bar.set_postfix_str(f"val {100 * last.val_accuracy:.2f}% (n={last.val.total})", refresh=False)
-        self.bar.refresh()
+        self.bar.update(done - self.bar.n)  # redraws at most every tqdm's mininterval: no terminal I/O per call
 
     def close(self) -> None:
         if self.bar is not None:
@@ -100,8 +99,8 @@ class SweepProgress:
             self.trial.close()
             self.number, self.trial = number, StepBar(f"  trial {number}", position=1)
         self.trial(done, steps, last)
-        if self.timeout is not None:
-            self.show()
+        if self.timeout is not None and time.monotonic() - self.bar.last_print_t > self.bar.mininterval:
+            self.show()  # the budget bar moves with time, not with trials
 
     def write(self, line: str) -> None:
         self.trial.close()

@@ -58,12 +58,16 @@ def check_storage(url: str) -> None:
         raise SweepError(f"cannot open Optuna storage {mask_url(url)}: {_first_line(e)}") from None
 
 
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL, if it does not exist (opening it would create it)."""
+    path = Path(url.removeprefix("sqlite:///"))
+    return path if url.startswith("sqlite:///") and not path.is_file() else None
+
+
 def require_file(url: str, what: str, flag: str) -> None:
     """Commands that only read must not leave an empty SQLite store behind where there was none."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if not path.is_file():
-            raise SweepError(f"no {what} at {path}: nothing to read here (run a sweep first, or see {flag})")
+    if (path := missing_sqlite_file(url)) is not None:
+        raise SweepError(f"no {what} at {path}: nothing to read here (run a sweep first, or see {flag})")
 
 
 def optuna_storage(url: str, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
@@ -126,7 +130,7 @@ def _first_line(e: BaseException) -> str:
 
 def study_names(storage_url: str) -> list[str]:
     """The studies in a storage (none where a SQLite storage does not exist: nothing is created)."""
-    if storage_url.startswith("sqlite:///") and not Path(storage_url.removeprefix("sqlite:///")).is_file():
+    if missing_sqlite_file(storage_url):
         return []
     return sorted(s.study_name for s in optuna_storage(storage_url).get_all_studies())
 
