@@ -87,7 +87,7 @@ def sweep_parser() -> Parser:
     p = Parser(
         prog="sweep.py",
         description="Optuna sweeps of the 2017 tutorial LSTM on MNIST, recorded in MLflow.",
-        epilog="other commands: sweep.py report | baseline | reproduce RUN_ID (each with --help)",
+        epilog="other commands: sweep.py report | baseline | confirm | reproduce RUN_ID (each with --help)",
     )
     p.add_argument("--trials", type=positive_int, default=20, help="target number of finished trials in the study (default 20)")
     p.add_argument("--study", default=DEFAULT_STUDY,
@@ -121,6 +121,19 @@ def baseline_parser() -> Parser:
     p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..K-1; recorded seeds are not trained again (default 5)")
     p.add_argument("--study", help="study spec, file or name (default: the spec of --study-name, or of the storage's "
                                    "only study; with neither, tutorial)")
+    add_study_name(p)
+    add_data_dir(p)
+    add_stores(p)
+    add_lstm_backend(p)
+    return p
+
+
+def confirm_parser() -> Parser:
+    p = Parser(prog="sweep.py confirm", description="Train the study's top trials again with several seeds and "
+                                                    "choose among them on mean validation accuracy.")
+    p.add_argument("--top", type=positive_int, default=3, help="how many trials, best validation accuracy first (default 3)")
+    p.add_argument("--seeds", type=positive_int, default=5,
+                   help="seeds 0..S-1; a trial's own run is its seed, recorded seeds are not trained again (default 5)")
     add_study_name(p)
     add_data_dir(p)
     add_stores(p)
@@ -201,7 +214,7 @@ def baseline_spec(args: argparse.Namespace) -> Spec:
     in the Optuna storage), else the tutorial's."""
     from sweep.spec import load_spec
 
-    if args.study:
+    if getattr(args, "study", None):  # confirm takes no --study: it needs the study's own
         spec = load_spec(args.study)
         return dataclasses.replace(spec, name=args.study_name) if args.study_name else spec
     from sweep.spec import parse_spec
@@ -229,7 +242,7 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
     from sweep.report import write_report
     from sweep.stores import check_storage, mask_url, mlflow_client
     from sweep.study import open_study, run_study
-    from sweep.workers import FINISHED, Interrupted, finished_trials, is_surplus, request_stop, run_workers
+    from sweep.workers import FINISHED, Interrupted, finished_trials, is_surplus, run_workers, stopping_at_safe_points
 
     mnist, backend = prepare(args.data_dir, args.lstm_backend)
     check_storage(args.storage)  # before the MLflow store is created: bad input writes nothing
@@ -255,9 +268,7 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
                 progress.write(console.trial_line(trial))
         show()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
-    try:
+    def sweep_trials() -> None:
         if args.n_jobs > 1:
             seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
             run_workers(worker_argv(argv), args.n_jobs, {"OPTUNA_STORAGE": args.storage, "MLFLOW_TRACKING_URI": args.tracking_uri},
@@ -265,6 +276,10 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
         else:
             run_study(study, spec, tracker, mnist, backend, args.trials, args.timeout, on_trial,
                       on_progress=progress.step if progress else None)
+
+    try:
+        with stopping_at_safe_points():
+            sweep_trials()
     except Interrupted as e:
         tracker.close("KILLED")
         print(f"stopped by {signal.Signals(e.signum).name}: a running trial is recorded as failed (its MLflow run "
@@ -274,8 +289,6 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
         tracker.close("FAILED")
         raise
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if progress:
             progress.close()
     tracker.close("FINISHED")
@@ -353,6 +366,51 @@ def baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def confirm(args: argparse.Namespace) -> int:
+    from sweep.stores import load_study, mlflow_client, require_file
+
+    require_file(args.storage, "Optuna storage", "--storage")
+    spec = baseline_spec(args)  # the spec the study was created from
+    study = load_study(spec.name, args.storage)
+    quiet_libraries()
+    from sweep import console, records
+    from sweep.confirm import confirm as run_confirm
+    from sweep.report import confirm_tables
+    from sweep.workers import Interrupted, check_stop, stopping_at_safe_points
+
+    client = mlflow_client(args.tracking_uri, must_exist=True)
+    mnist, backend = prepare(args.data_dir, args.lstm_backend)
+    bar = console.StepBar(f"confirming '{spec.name}', a seed")
+
+    def on_seed(number: int, seed: int, result) -> None:
+        bar.close()
+        a = {k: str(v) for k, v in result.accuracies.items()}
+        print(f"trial {number:4d} seed {seed}  val {a['val_accuracy']}  test {a['test_accuracy']}  "
+              f"first128 {a['test_accuracy_first128']}  {result.train_seconds:.0f}s")
+
+    def on_step(done: int, steps: int, last) -> None:
+        check_stop()
+        bar(done, steps, last)
+
+    try:
+        with stopping_at_safe_points():
+            found = run_confirm(client, spec, study, mnist, backend, args.top, args.seeds, on_seed, on_step)
+    except Interrupted as e:
+        bar.close()
+        print(f"stopped by {signal.Signals(e.signum).name}: the seed in training is recorded as KILLED; "
+              "run the same command again to continue", file=sys.stderr)
+        return 128 + e.signum
+    finally:
+        bar.close()
+    summary, per_seed, lines = confirm_tables(found)
+    print("\n".join([summary.to_markdown(index=False), "", per_seed.to_markdown(index=False), "", *lines]))
+    chosen = study.trials[found[0].number]
+    version = records.register_best(client, spec.name, chosen.user_attrs["mlflow_run_id"])
+    if version is not None:
+        print(f"registered model: models:/{spec.name}@{records.BEST} is trial {chosen.number}'s (version {version})")
+    return 0
+
+
 def reproduce(args: argparse.Namespace) -> int:
     """Exit 0 when the reproduction agrees with the logged result, 1 when it does not."""
     if (args.run_id is None) == (args.trial is None):
@@ -380,6 +438,7 @@ def reproduce(args: argparse.Namespace) -> int:
 COMMANDS = {
     "report": (report_parser, report),
     "baseline": (baseline_parser, baseline),
+    "confirm": (confirm_parser, confirm),
     "reproduce": (reproduce_parser, reproduce),
 }
 

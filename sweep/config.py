@@ -37,6 +37,10 @@ class TrainConfig:
     epochs: int | None = None  # given: train this many passes over the training images, not train_steps
     lr_schedule: str = "constant"  # or "one_cycle": warm up to learning_rate, then anneal to ~0
     clip_norm: float | None = None  # given: clip the gradients' global norm to this
+    weight_decay: float | None = None  # given: Adam with decoupled weight decay (AdamW) of this rate
+    label_smoothing: float = 0.0  # cross-entropy against targets this much mixed with the uniform
+    shift_pixels: int = 0  # shift each training image by up to this many pixels each way, afresh each step
+    ema_momentum: float | None = None  # given: the trial's weights are this moving average of the trained ones
     train_limit: int | None = None  # None: the whole split; a number: its first images
     val_limit: int | None = None
     test_limit: int | None = None

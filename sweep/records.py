@@ -35,6 +35,7 @@ from sweep.stores import mask_url
 
 ROLE = "sweep.role"  # which kind of run: one of the roles below
 STUDY, TRIAL, BASELINE, BASELINE_SEED, REPRODUCTION = "study", "trial", "baseline", "baseline-seed", "reproduction"
+CONFIRM, CONFIRM_SEED = "confirm", "confirm-seed"  # a top trial's configuration trained again with other seeds
 STUDY_NAME, TRIAL_NUMBER = "optuna.study_name", "optuna.trial_number"
 TRIAL_STATE = "sweep.trial_state"  # COMPLETE, PRUNED or FAIL, as in Optuna
 FAILURE, PRUNED = "sweep.failure", "sweep.pruned"  # why
@@ -253,15 +254,38 @@ def baseline_runs(client: MlflowClient, study_name: str) -> list[Run]:
     return sorted(runs, key=lambda r: int(r.data.params["seed"]))
 
 
-def baseline_run(client: MlflowClient, spec: Spec) -> str:
-    """The id of the study's `baseline` parent run, created on first use, marked RUNNING."""
-    found = runs_of(client, spec.name, BASELINE, max_results=1)
+def parent_run(client: MlflowClient, spec: Spec, role: str, note: str) -> str:
+    """The id of the study's parent run in `role` (named after it), created on first use,
+    marked RUNNING."""
+    found = runs_of(client, spec.name, role, max_results=1)
     if found:
         run_id = found[0].info.run_id
         client.update_run(run_id, status="RUNNING")
         return run_id
+    return client.create_run(experiment_id(client, spec), run_name=role, tags={ROLE: role, NOTE: note}).info.run_id
+
+
+def baseline_run(client: MlflowClient, spec: Spec) -> str:
     note = f"The study's baseline (trial 0's configuration) trained with seeds 0, 1, 2, ... ({spec.name})."
-    return client.create_run(experiment_id(client, spec), run_name="baseline", tags={ROLE: BASELINE, NOTE: note}).info.run_id
+    return parent_run(client, spec, BASELINE, note)
+
+
+def confirm_run(client: MlflowClient, spec: Spec) -> str:
+    note = (f"The study's top trials by validation accuracy, each trained again with seeds 0, 1, 2, ...; "
+            f"`python sweep.py confirm` chooses among them on mean validation accuracy ({spec.name}).")
+    return parent_run(client, spec, CONFIRM, note)
+
+
+def confirm_runs(client: MlflowClient, study_name: str) -> list[Run]:
+    """The finished seed runs of `confirm`, every trial's."""
+    return runs_of(client, study_name, CONFIRM_SEED, "attributes.status = 'FINISHED'")
+
+
+def confirm_seed_run(client: MlflowClient, spec: Spec, parent_id: str, number: int, config: TrainConfig, data: Mnist,
+                     backend: dict[str, str]):
+    tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: CONFIRM_SEED, STUDY_NAME: spec.name, TRIAL_NUMBER: str(number)}
+    return config_run(client, experiment_id(client, spec), f"trial-{number:04d}-seed-{config.seed}", config, data,
+                      backend, tags)
 
 
 def baseline_seed_run(client: MlflowClient, spec: Spec, parent_id: str, config: TrainConfig, data: Mnist, backend: dict[str, str]):

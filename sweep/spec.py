@@ -28,7 +28,22 @@ PRUNERS = {  # type -> (class, the settings a spec may give)
 STUDIES = Path(__file__).with_name("studies")  # the tool's own study files (the repository's studies/ links here)
 TABLES = {"name", "description", "fixed", "baseline", "enqueue", "search", "sampler", "pruner"}
 PARAM_KEYS = {"type", "low", "high", "log", "step"}
-POSITIVE = {"num_units", "batch_size", "train_steps", "eval_every", "curve_val_limit", "train_limit", "val_limit", "test_limit", "epochs", "clip_norm"}
+POSITIVE = {"num_units", "batch_size", "train_steps", "eval_every", "curve_val_limit", "train_limit", "val_limit",
+            "test_limit", "epochs", "clip_norm", "learning_rate", "weight_decay"}
+BOUNDED = {  # setting -> (test, what it must be)
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "ema_momentum": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "shift_pixels": (lambda v: 0 <= v <= 8, "between 0 and 8"),
+}
+
+
+def bad_value(key: str, value: float) -> str | None:
+    """What is wrong with a setting's value, if anything (types aside)."""
+    if key in POSITIVE and value <= 0:
+        return "must be positive"
+    if key in BOUNDED and not BOUNDED[key][0](value):
+        return f"must be {BOUNDED[key][1]}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -96,10 +111,9 @@ def _settings(table: Any, where: str, path: Path) -> dict[str, Any]:
         ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
         if not ok or isinstance(value, bool):
             raise SweepError(f"study file {path}: {where}.{key} = {value!r} must be {expected.__name__}")
-        if key in POSITIVE and value <= 0:
-            raise SweepError(f"study file {path}: {where}.{key} = {value} must be positive")
-        if key == "learning_rate" and value <= 0:
-            raise SweepError(f"study file {path}: {where}.learning_rate = {value} must be positive")
+        problem = bad_value(key, value)
+        if problem:
+            raise SweepError(f"study file {path}: {where}.{key} = {value} {problem}")
         if key == "lr_schedule" and value not in LR_SCHEDULES:
             raise SweepError(f"study file {path}: {where}.lr_schedule = {value!r} is not one of {', '.join(LR_SCHEDULES)}")
         if key == "test_limit" and value < FIRST_TEST_IMAGES:
@@ -134,8 +148,10 @@ def _param(name: str, table: Any, path: Path) -> Param:
         raise SweepError(f"{where}: log = {log!r} must be true or false")
     if log and low <= 0:
         raise SweepError(f"{where}: a log range must stay above 0, got low = {low}")
-    if name in POSITIVE | {"learning_rate"} and low <= 0:
-        raise SweepError(f"{where}: low = {low} must be positive")
+    for bound in ("low", "high"):
+        problem = bad_value(name, table[bound])
+        if problem:
+            raise SweepError(f"{where}: {bound} = {table[bound]} {problem}")
     step = table.get("step")
     if step is not None and (not isinstance(step, number) or step <= 0 or log):
         raise SweepError(f"{where}: step = {step!r} must be a positive {kind}, and log ranges take no step")

@@ -29,3 +29,18 @@ class Accuracy:
     def __str__(self) -> str:
         low, high = self.interval()
         return f"{100 * self.value:.2f}% [{100 * low:.2f}, {100 * high:.2f}] n={self.total}"
+
+
+def seed_interval(values: list[float], alpha: float = 0.05) -> tuple[float, float]:
+    """The t-interval of the mean of values measured once per seed: how far the mean over these
+    seeds may sit from the mean over all seeds. (It says nothing of the test set's own sampling
+    error, which every seed shares: that is each accuracy's Wilson interval.)"""
+    import statistics
+
+    from scipy.stats import t
+
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    half = t.ppf(1 - alpha / 2, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
+    return mean - half, mean + half

@@ -62,11 +62,37 @@ LR_SCHEDULES = {"constant": lambda peak, steps: peak, "one_cycle": OneCycle}
 
 
 def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
+    """Adam as the tutorial used it, plus what the recipe adds: a schedule, clipping, decoupled
+    weight decay (Keras applies it as AdamW does), a moving average of the weights."""
+    ema = {} if config.ema_momentum is None else {"use_ema": True, "ema_momentum": config.ema_momentum}
     return keras.optimizers.Adam(
         LR_SCHEDULES[config.lr_schedule](config.learning_rate, steps),
         epsilon=1e-8,  # tf.train.AdamOptimizer's epsilon
         global_clipnorm=config.clip_norm,
+        weight_decay=config.weight_decay,
+        **ema,
     )
+
+
+def shifted(images: tf.Tensor, pixels: int, seed: tf.Tensor) -> tf.Tensor:
+    """Each image moved by its own random whole-pixel offset in [-pixels, pixels] down and
+    across, zeros filling in. Drawn from (seed, step) alone, so a trial's augmentation does not
+    depend on how its steps are grouped into calls."""
+    n, size = tf.shape(images)[0], images.shape[1]
+    offsets = tf.random.stateless_uniform([n, 2], seed, minval=0, maxval=2 * pixels + 1, dtype=tf.int32)
+    padded = tf.pad(images, [[0, 0], [pixels, pixels], [pixels, pixels]])
+    window = tf.range(size)[None, :]
+    rows = tf.gather(padded, offsets[:, :1] + window, axis=1, batch_dims=1)
+    return tf.gather(rows, offsets[:, 1:] + window, axis=2, batch_dims=1)
+
+
+def loss_sum(labels: tf.Tensor, logits: tf.Tensor, smoothing: float) -> tf.Tensor:
+    """Summed softmax cross-entropy; with smoothing, against (1 - s) one-hot + s uniform."""
+    if not smoothing:
+        return tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    classes = logits.shape[-1]
+    targets = tf.one_hot(labels, classes) * (1 - smoothing) + smoothing / classes
+    return tf.reduce_sum(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
 
 
 class Trainer:
@@ -80,6 +106,7 @@ class Trainer:
         keras.backend.clear_session(free_memory=False)  # its gc.collect() took ~0.2 s a trial; Python's GC runs anyway
         keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow
         tf.config.experimental.enable_op_determinism()
+        self.config = config
         self.model, forward = backend.build(config.num_units, config.forget_bias)
         self.chains = min(backend.chains, config.batch_size)
         self.optimizer = make_optimizer(config, total_steps)
@@ -90,6 +117,10 @@ class Trainer:
     def steps(self, batches: np.ndarray) -> np.ndarray:
         return self._run(batches).numpy()
 
+    def finish(self) -> None:
+        """After the last step: the model takes its final weights (the moving average, if any)."""
+        self.optimizer.finalize_variable_values(self.model.trainable_variables)
+
     def _compile(self, forward: Forward, x: tf.Tensor, y: tf.Tensor) -> Callable[[np.ndarray], tf.Tensor]:
         """Adam steps on the batches' mean softmax cross-entropy, in a loop inside one graph. The
         images stay in TensorFlow and each batch is gathered there: per step, no Python, no
@@ -97,12 +128,14 @@ class Trainer:
         2 cores). The loss and gradients are the full batch's, its slices summed in a fixed
         order, so a trial stays deterministic and its weights do not depend on how its steps
         are grouped into calls."""
-        variables, optimizer, chains = self.model.trainable_variables, self.optimizer, self.chains
+        variables, optimizer, chains, config = self.model.trainable_variables, self.optimizer, self.chains, self.config
 
         def step(idx: tf.Tensor) -> tf.Tensor:
             xs, ys = tf.gather(x, idx), tf.gather(y, idx)
+            if config.shift_pixels:
+                xs = shifted(xs, config.shift_pixels, tf.stack([tf.constant(config.seed, tf.int64), tf.convert_to_tensor(optimizer.iterations)]))
             with tf.GradientTape() as tape:
-                sums = [tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(yk, forward(xk, True)))
+                sums = [loss_sum(yk, forward(xk, True), config.label_smoothing)
                         for xk, yk in slices(tf.shape(idx)[0], chains, xs, ys)]
                 total = sums[0]
                 for s in sums[1:]:
@@ -152,6 +185,8 @@ def train(
         if on_step is not None:
             on_step(done, steps, last)
         recent_losses.extend(losses)
+        if end == steps:
+            trainer.finish()
         if end in points:
             # The final validation accuracy, which chooses trials, is always on every image.
             val = trainer.predictor.accuracy(data.val if end == steps else data.val.head(config.curve_val_limit))

@@ -17,7 +17,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -54,6 +55,20 @@ def request_stop(signum: int, frame=None) -> None:
     if _stop_signal:
         raise Interrupted(signum)
     _stop_signal.append(signum)
+
+
+@contextmanager
+def stopping_at_safe_points() -> Iterator[None]:
+    """Ctrl-C and SIGTERM, while inside, are noted by `request_stop` and acted on at the next
+    `check_stop`; Python's own handling comes back after."""
+    _stop_signal.clear()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def check_stop() -> None:

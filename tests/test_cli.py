@@ -145,11 +145,13 @@ def listing(folder):
         (["reproduce", "0123456789abcdef"], "no MLflow tracking store at mlflow.db"),
         (["reproduce", "--trial", "0"], "no MLflow tracking store at mlflow.db"),
         (["baseline", "--study", "missing.toml"], "study file missing.toml: cannot read it"),
+        (["confirm"], "no Optuna storage at optuna.db"),
+        (["confirm", "--top", "0"], "--top: 0 must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
     before = listing(tmp_path)
-    command = args if args[0] in ("report", "reproduce", "baseline") else ["--study", str(SMOKE), *args]
+    command = args if args[0] in ("report", "reproduce", "baseline", "confirm") else ["--study", str(SMOKE), *args]
     result = run_cli(*command, cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("sweep.py")]

@@ -19,7 +19,7 @@ def test_claim_interval_is_the_librarys():
 
 @pytest.mark.parametrize("correct, verdict", [(9960, "below"), (9921, "inside"), (9650, "above")])
 def test_claim_verdict(correct, verdict):
-    assert claim_verdict(Accuracy(correct, 10000)) == verdict
+    assert claim_verdict(*Accuracy(correct, 10000).interval()) == verdict
 
 
 def test_report_of_a_swept_study(swept):
@@ -51,7 +51,7 @@ def test_report_of_a_swept_study(swept):
     assert "| mean " in page and f"{mean:.2f}" in page
     assert "127/128 = 99.22%" in page and "95.71% – 99.86%" in page
     best = table.loc[table["val_accuracy"].idxmax()]
-    assert f"Trial {best['number']} (" in page and "99.21% lies above this interval" in page
+    assert f"Trial {best['number']} (" in page and "99.21% lies above its 95% Wilson interval" in page
     for png in ("history.png", "slice.png", "val_vs_test.png", "full_vs_first128.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in page
     assert "<table" in (out / "report.html").read_text()
@@ -88,22 +88,26 @@ def recorded_study(folder, name, *test_correct):
     return study, client
 
 
-@pytest.mark.parametrize("correct, sentence", [(9960, "99.21% lies below this interval: the result beats the claim"),
-                                               (9650, "99.21% lies above this interval: the result falls short")])
+@pytest.mark.parametrize("correct, sentence", [(9960, "99.21% lies below its 95% Wilson interval"),
+                                               (9650, "99.21% lies above its 95% Wilson interval")])
 def test_verdict_in_the_report_flips_with_the_result(tmp_path, correct, sentence):
     study, client = recorded_study(tmp_path, f"s{correct}", correct)
     write_report(study, client, tmp_path / "out")
     page = (tmp_path / "out" / "report.md").read_text()
     assert sentence in page and f"{correct / 100:.2f}% [" in page
     assert "No baseline runs yet" in page
+    reached = f"min after the study's first trial started, the validation-best trial (trial 0) had {correct / 100:.2f}% ["
+    assert (reached in page) == (correct >= 9921)
+    assert ("no validation-best trial has reached 99.21%" in page) == (correct < 9921)
 
 
 def test_a_tie_on_validation_is_broken_by_trial_order_and_said(tmp_path):
     study, client = recorded_study(tmp_path, "tie", 9915, 9933)
     write_report(study, client, tmp_path / "out")
     page = (tmp_path / "out" / "report.md").read_text()
-    assert "Trial 0 (" in page and "99.21% lies inside this interval" in page  # 99.15%: the earlier trial's
+    assert "Trial 0 (" in page and "99.21% lies inside its 95% Wilson interval" in page  # 99.15%: the earlier trial's
     assert "Tied with it on validation, and not chosen because they came later (Optuna's rule): trial 1, test 99.33% [" in page
+    assert "Time to the claim: no validation-best trial has reached 99.21%" in page  # trial 1's 99.33% never chose
 
 
 def test_report_on_a_missing_study_is_exit_2(tmp_path):

@@ -1,11 +1,14 @@
 """Training: the tutorial's batch order, seeded determinism, and real learning on a slice."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from sweep.config import TrainConfig
 from sweep.model import Backend
-from sweep.train import OneCycle, Trainer, batch_order, train
+from sweep.train import OneCycle, Trainer, batch_order, loss_sum, shifted, train
 
 SMALL = TrainConfig(num_units=16, train_steps=40, eval_every=20, train_limit=1000, val_limit=300, test_limit=300)
 NATIVE, KERAS = Backend("native", 2), Backend("keras", 2)
@@ -80,13 +83,14 @@ def test_one_cycle_warms_up_to_the_peak_then_anneals():
     assert all(a < b for a, b in zip(rates[:29], rates[1:30])) and all(a > b for a, b in zip(rates[29:], rates[30:]))
 
 
-def test_epochs_schedule_and_clipping_reach_the_optimizer(mnist):
+def test_recipe_settings_reach_the_training(mnist):
     base = dict(num_units=16, epochs=2, batch_size=100, train_limit=1000, val_limit=300, test_limit=300)
     points = []
     plain = train(TrainConfig(**base), mnist, NATIVE, on_eval=lambda p: points.append(p.point))
     assert points == [1, 2] and plain.last_point == 2
     weights = plain.model.get_weights()[0]
-    for change in ({"lr_schedule": "one_cycle"}, {"clip_norm": 0.01}):
+    for change in ({"lr_schedule": "one_cycle"}, {"clip_norm": 0.01}, {"weight_decay": 0.1}, {"label_smoothing": 0.1},
+                   {"shift_pixels": 1}, {"ema_momentum": 0.9}):
         other = train(TrainConfig(**base, **change), mnist, NATIVE).model.get_weights()[0]
         assert not np.array_equal(weights, other), change
 
@@ -107,3 +111,33 @@ def test_a_batch_cut_into_chains_loses_no_row(mnist):
     batches = batch_order(1000, 31, steps=1, seed=0)
     losses = [Trainer(SMALL, 1, mnist.train, Backend("native", n)).steps(batches)[0] for n in (1, 2, 3, 7)]
     assert max(losses) - min(losses) < 1e-6 * losses[0], losses
+
+
+def test_shifts_move_each_image_by_its_own_offset_within_the_limit():
+    images = np.random.default_rng(0).random((64, 28, 28)).astype(np.float32)
+    out = shifted(tf.constant(images), 2, tf.constant([3, 7], tf.int64)).numpy()
+    seen = set()
+    for image, moved in zip(images, out):
+        padded = np.pad(image, 2)
+        [offset] = [(dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(padded[dy:dy + 28, dx:dx + 28], moved)]
+        seen.add(offset)
+    assert len(seen) > 10  # not one offset for the whole batch
+    assert not np.array_equal(out, shifted(tf.constant(images), 2, tf.constant([3, 8], tf.int64)).numpy())  # a new step, new shifts
+
+
+def test_shifted_training_does_not_depend_on_how_steps_are_grouped_into_calls(mnist):
+    config = replace(SMALL, shift_pixels=1)
+    batches = batch_order(1000, config.batch_size, steps=6, seed=0)
+    whole, split = (Trainer(config, 6, mnist.train, NATIVE) for _ in range(2))
+    whole.steps(batches)
+    split.steps(batches[:2]), split.steps(batches[2:])
+    assert all(np.array_equal(a, b) for a, b in zip(whole.model.get_weights(), split.model.get_weights()))
+
+
+def test_label_smoothing_is_cross_entropy_against_mixed_targets():
+    logits = tf.constant([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    labels = tf.constant([0, 2])
+    p = tf.nn.log_softmax(logits).numpy()
+    expected = -sum(0.8 * p[i, y] + 0.2 / 3 * p[i].sum() for i, y in enumerate([0, 2]))
+    assert float(loss_sum(labels, logits, 0.2)) == pytest.approx(expected, rel=1e-6)
+    assert float(loss_sum(labels, logits, 0.0)) == pytest.approx(-(p[0, 0] + p[1, 2]), rel=1e-6)

@@ -123,7 +123,7 @@ def test_report_page_leads_with_a_verdict_and_every_image_loads(swept, page):
     assert result.returncode == 0, result.stderr
     page.goto((folder / "reports" / "for-the-browser" / "report.html").as_uri())
     body = page.inner_text("body")
-    assert "has the best validation accuracy" in body and "lies above this interval: the result falls short of the claim" in body
+    assert "has the best validation accuracy" in body and "lies above its 95% Wilson interval" in body
     assert "on the first 500 test images only" in body  # the smoke study's slice, not "all test images"
     assert "Too few trials to say" in body  # no ±1 rank correlation from 3 trials
     images = page.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")

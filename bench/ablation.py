@@ -1,0 +1,71 @@
+"""What each addition to the training recipe buys, on validation accuracy only.
+
+    python bench/ablation.py [--seeds 0,1] [--data-dir DIR] RECIPE [RECIPE ...]
+
+Each RECIPE is a row: comma-separated TrainConfig settings laid over the base recipe (trial 15
+of studies/beat-claim.toml: its four searched values on that study's 20 epochs, one-cycle
+schedule and clipping), "" for the base itself. For example
+
+    python bench/ablation.py "" shift_pixels=1 shift_pixels=2 "shift_pixels=2,ema_momentum=0.999"
+
+Every row trains with each seed on the 55,000 training images and prints its accuracy on the
+5,000 validation images as soon as it is known. Test accuracy is not printed: choices about the
+recipe are made here, so the test set stays out of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
+from sweep.config import TrainConfig  # noqa: E402
+from sweep.data import load_mnist  # noqa: E402
+from sweep.model import choose_backend  # noqa: E402
+from sweep.train import train  # noqa: E402
+
+BASE = TrainConfig(num_units=195, learning_rate=0.004717, batch_size=98, forget_bias=0.809,
+                   epochs=20, lr_schedule="one_cycle", clip_norm=1.0)
+
+
+def recipe(text: str) -> TrainConfig:
+    """The base with `key=value,...` laid over it, each value of its field's type."""
+    types, changes = TrainConfig.field_types(), {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key not in types:
+            sys.exit(f"ablation: unknown setting {key!r} (known: {', '.join(types)})")
+        changes[key] = types[key](value)
+    return replace(BASE, **changes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("recipes", nargs="+", metavar="RECIPE")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    parser.add_argument("--data-dir", type=Path)
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    configs = [recipe(text) for text in args.recipes]
+    mnist, backend = load_mnist(args.data_dir), choose_backend("auto")
+
+    print(f"| recipe (over trial 15 of beat-claim) | {' | '.join(f'val seed {s}' for s in seeds)} | mean | minutes |")
+    print(f"|---|{'---|' * len(seeds)}---|---|")
+    for text, config in zip(args.recipes, configs):
+        started, vals = time.perf_counter(), []
+        for seed in seeds:
+            vals.append(train(replace(config, seed=seed), mnist, backend).accuracies["val_accuracy"])
+        minutes = (time.perf_counter() - started) / 60 / len(seeds)
+        cells = " | ".join(f"{v.value:.2%} ({v.correct}/{v.total})" for v in vals)
+        mean = statistics.mean(v.value for v in vals)
+        print(f"| {text or 'base'} | {cells} | {mean:.2%} | {minutes:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

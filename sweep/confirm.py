@@ -1,0 +1,125 @@
+"""The study's top trials, confirmed over seeds: one seed's validation score, and the best of
+many trials' especially, runs high (the winner's curse), so the configuration of record is the
+one with the best *mean* validation accuracy over seeds 0..S-1. Test accuracy never decides.
+
+A trial's own run is its configuration's run for the trial's seed; the other seeds are runs
+nested under the study's `confirm` parent run (role `confirm-seed`), found again on a rerun,
+so an interrupted `confirm` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep import records
+from sweep.config import TrainResult
+from sweep.data import Mnist
+from sweep.errors import SweepError
+from sweep.spec import Spec
+from sweep.stats import Accuracy, seed_interval
+
+if TYPE_CHECKING:  # the report reads confirm's runs without TensorFlow; only training needs it
+    from sweep.model import Backend
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """One configuration (a trial's) and its accuracies by seed."""
+
+    number: int
+    params: dict
+    search_val: float  # the trial's validation accuracy when the study ran it: what chose it for confirming
+    seeds: dict[int, dict[str, Accuracy]]  # seed -> val_accuracy, test_accuracy, test_accuracy_first128
+
+    def values(self, metric: str) -> list[float]:
+        return [self.seeds[s][metric].value for s in sorted(self.seeds)]
+
+    def mean(self, metric: str) -> float:
+        return statistics.mean(self.values(metric))
+
+    def sd(self, metric: str) -> float:
+        return statistics.stdev(self.values(metric)) if len(self.seeds) > 1 else float("nan")
+
+    def interval(self, metric: str) -> tuple[float, float]:
+        """The 95% t-interval of the mean over seeds: how far the seed mean itself may be off."""
+        return seed_interval(self.values(metric))
+
+    def reaching(self, metric: str, level: float) -> int:
+        return sum(v >= level for v in self.values(metric))
+
+    @property
+    def winners_curse(self) -> float:
+        """How far the search-time validation score sits above the seed mean (in accuracy)."""
+        return self.search_val - self.mean("val_accuracy")
+
+
+def top_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
+    """The completed trials with the highest validation accuracy; ties go to the earlier trial,
+    as Optuna's best_trial breaks them."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if not done:
+        raise SweepError(f"study '{study.study_name}' has no completed trial to confirm")
+    return sorted(done, key=lambda t: (-t.value, t.number))[:top]
+
+
+def seed_runs(client: MlflowClient, study_name: str, trial: FrozenTrial) -> dict[int, Run]:
+    """The finished runs of the trial's configuration, by seed: its own run and confirm's."""
+    own = client.get_run(trial.user_attrs["mlflow_run_id"])
+    found = {int(own.data.params["seed"]): own}
+    for run in records.confirm_runs(client, study_name):
+        if records.trial_number(run) == trial.number:
+            found.setdefault(int(run.data.params["seed"]), run)
+    return found
+
+
+def confirmed(client: MlflowClient, study_name: str, trial: FrozenTrial) -> Confirmed:
+    runs = seed_runs(client, study_name, trial)
+    return Confirmed(trial.number, trial.params, trial.value,
+                     {seed: records.accuracies_of(run) for seed, run in sorted(runs.items())})
+
+
+def confirmed_trials(client: MlflowClient, study: optuna.Study) -> list[Confirmed]:
+    """Every trial with confirm runs, best mean validation accuracy first (what the report reads)."""
+    numbers = {records.trial_number(run) for run in records.confirm_runs(client, study.study_name)}
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.number in numbers]
+    return by_mean_validation([confirmed(client, study.study_name, t) for t in trials])
+
+
+def by_mean_validation(found: list[Confirmed]) -> list[Confirmed]:
+    return sorted(found, key=lambda c: (-c.mean("val_accuracy"), c.number))
+
+
+def confirm(
+    client: MlflowClient, spec: Spec, study: optuna.Study, mnist: Mnist, backend: Backend, top: int, seeds: int,
+    on_seed: Callable[[int, int, TrainResult], None], on_step: Callable | None = None,
+) -> list[Confirmed]:
+    """Train each of the `top` trials' configurations with the seeds 0..seeds-1 it lacks; the
+    configurations, best mean validation accuracy first. `on_seed(trial number, seed, result)`
+    follows each training; `on_step`: see `sweep.train.train`."""
+    from sweep.train import train
+
+    trials = top_trials(study, top)
+    parent_id = records.confirm_run(client, spec)
+    try:
+        for trial in trials:
+            have = seed_runs(client, spec.name, trial)
+            config = records.config_of(have[min(have)])
+            for seed in range(seeds):
+                if seed in have:
+                    continue
+                seeded = replace(config, seed=seed)
+                with records.confirm_seed_run(client, spec, parent_id, trial.number, seeded, mnist, backend.params()) as run:
+                    result = train(seeded, mnist, backend, on_eval=run.log_curve_point, on_step=on_step)
+                    run.log_result(result)
+                on_seed(trial.number, seed, result)
+    finally:
+        client.set_terminated(parent_id, status="FINISHED")
+    return by_mean_validation([confirmed(client, spec.name, t) for t in trials])

@@ -1,0 +1,129 @@
+"""`sweep.py confirm`: the top trials trained again over seeds, chosen on mean validation
+accuracy, resumable; and the report's verdict on a confirmed configuration."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import statistics
+import subprocess
+import time
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from sweep.confirm import Confirmed, by_mean_validation
+from sweep.report import confirm_tables, verdict_section
+from sweep.stats import Accuracy
+from tests.conftest import SMOKE, cli_command, cli_env, run_cli
+from tests.test_faults import stores
+
+
+def seed_runs(client, experiment_id, status="FINISHED"):
+    """(trial number, seed) of confirm's seed runs with this status."""
+    runs = client.search_runs([experiment_id], f"tags.`sweep.role` = 'confirm-seed' and attributes.status = '{status}'")
+    return sorted((int(r.data.tags["optuna.trial_number"]), int(r.data.params["seed"])) for r in runs)
+
+
+def mean_val_by_trial(client, experiment_id, study):
+    """Each confirmed trial's mean validation accuracy, read from MLflow here, not by the tool."""
+    runs = client.search_runs([experiment_id], "tags.`sweep.role` = 'confirm-seed' and attributes.status = 'FINISHED'")
+    vals: dict[int, list[float]] = {}
+    for run in runs:
+        vals.setdefault(int(run.data.tags["optuna.trial_number"]), []).append(run.data.metrics["val_accuracy"])
+    for number in vals:
+        own = client.get_run(study.trials[number].user_attrs["mlflow_run_id"])
+        vals[number].append(own.data.metrics["val_accuracy"])
+    return {n: statistics.mean(v) for n, v in vals.items()}
+
+
+def test_confirm_trains_the_missing_seeds_of_the_top_trials_and_chooses_on_mean_validation(swept, tmp_path):
+    folder = tmp_path / "study"
+    shutil.copytree(swept[0], folder)
+    result = run_cli("confirm", "--top", "2", "--seeds", "2", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    study, client, experiment_id = stores(folder, "smoke")
+    done = sorted((t for t in study.trials if t.value is not None), key=lambda t: (-t.value, t.number))
+    top = [t.number for t in done[:2]]
+    assert seed_runs(client, experiment_id) == sorted((n, 1) for n in top)  # seed 0 is each trial's own run
+    for number in top:
+        [run] = [r for r in client.search_runs([experiment_id], f"tags.`optuna.trial_number` = '{number}'")
+                 if r.data.tags["sweep.role"] == "confirm-seed"]
+        own = client.get_run(study.trials[number].user_attrs["mlflow_run_id"])
+        differing = {k for k, v in own.data.params.items() if run.data.params.get(k) != v}
+        assert differing == {"seed"}  # the trial's configuration, another seed
+        [parent] = client.search_runs([experiment_id], "tags.`sweep.role` = 'confirm'")
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    means = mean_val_by_trial(client, experiment_id, study)
+    chosen = max(means, key=lambda n: (means[n], -n))
+    assert f"Chosen on mean validation accuracy over 2 seeds (test never decides): trial {chosen}," in result.stdout
+    assert f"models:/smoke@best is trial {chosen}'s" in result.stdout
+    assert client.get_model_version_by_alias("smoke", "best").run_id == study.trials[chosen].user_attrs["mlflow_run_id"]
+
+    again = run_cli("confirm", "--top", "2", "--seeds", "2", cwd=folder)
+    assert again.returncode == 0, again.stderr
+    assert " seed 1  val " not in again.stdout  # nothing trained again
+    assert seed_runs(client, experiment_id) == sorted((n, 1) for n in top)
+
+    report = run_cli("report", cwd=folder)
+    assert report.returncode == 0, report.stderr
+    page = (folder / "reports" / "smoke" / "report.md").read_text()
+    assert page.split("\n\n")[1] == "## Verdict"  # the report leads with it
+    assert f"Trial {chosen}'s configuration, chosen on mean validation accuracy over 2 seeds" in page
+    assert "## Confirmed over seeds" in page
+
+
+def confirmed(number: int, vals: list[int], tests: list[int], search_val: float = 0.995) -> Confirmed:
+    """A configuration with these correct counts of 5,000 validation and 10,000 test images."""
+    return Confirmed(number, {"num_units": 128}, search_val, {
+        seed: {"val_accuracy": Accuracy(v, 5000), "test_accuracy": Accuracy(t, 10000),
+               "test_accuracy_first128": Accuracy(127, 128)}
+        for seed, (v, t) in enumerate(zip(vals, tests))})
+
+
+def test_test_accuracy_never_decides_between_configurations():
+    better_on_test = confirmed(3, [4950, 4952, 4948], [9950, 9952, 9951])
+    better_on_val = confirmed(7, [4960, 4958, 4961], [9910, 9905, 9912])
+    found = by_mean_validation([better_on_test, better_on_val])
+    assert [c.number for c in found] == [7, 3]
+    _, _, lines = confirm_tables(found)
+    assert "trial 7" in lines[0]
+    assert lines[1] == "Winner's curse: its search-time validation score, 99.50%, sits 0.31 pp above its own seed mean."
+
+
+def test_the_verdict_says_where_the_claim_lies_against_the_seed_interval():
+    none = pd.DataFrame(columns=["test_accuracy", "test_accuracy_total", "test_accuracy_first128"])
+    above = verdict_section([confirmed(1, [4960] * 5, [9930, 9935, 9928, 9932, 9931])], pd.DataFrame(), none, "s")
+    below = verdict_section([confirmed(1, [4960] * 5, [9900, 9905, 9898, 9902, 9901])], pd.DataFrame(), none, "s")
+    across = verdict_section([confirmed(1, [4960] * 5, [9915, 9925, 9920, 9930, 9910])], pd.DataFrame(), none, "s")
+    interval = "the 95% t-interval of that mean over the 5 seeds"
+    assert f"99.21% lies below {interval} (99.28% – 99.34%): the result beats the claim." in above.text[0]
+    assert f"99.21% lies above {interval} (98.98% – 99.04%): the result falls short of the claim." in below.text[0]
+    assert f"99.21% lies inside {interval}" in across.text[0]
+    assert "mean test accuracy of 99.31% on all test images (n=10000 per seed" in above.text[0]
+    assert "5 of 5 seeds at 99.21% or above" in above.text[0] and "0 of 5 seeds" in below.text[0]
+    assert "python sweep.py baseline --study tutorial --seeds 5" in above.text[1]
+
+
+def test_ctrl_c_during_confirm_then_rerun_completes_without_duplicate_seeds(swept, tmp_path):
+    folder = tmp_path / "study"
+    shutil.copytree(swept[0], folder)
+    _, client, experiment_id = stores(folder, "smoke")
+    process = subprocess.Popen(cli_command("confirm", "--top", "3", "--seeds", "3"), cwd=folder, env=cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not seed_runs(client, experiment_id) and time.monotonic() < deadline:
+        time.sleep(0.5)  # stop it once the first seed is recorded, with more to go
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "run the same command again to continue" in err and "Traceback" not in err
+    recorded = seed_runs(client, experiment_id)
+    assert 1 <= len(recorded) < 6
+    assert not seed_runs(client, experiment_id, "RUNNING")
+
+    result = run_cli("confirm", "--top", "3", "--seeds", "3", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    finished = seed_runs(client, experiment_id)
+    assert finished == [(n, s) for n in (0, 1, 2) for s in (1, 2)]  # the smoke study's 3 trials, seed 0 their own
+    assert all(pair in finished for pair in recorded)  # what was recorded before Ctrl-C was kept, not redone
