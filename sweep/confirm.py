@@ -101,20 +101,21 @@ def confirm(
     client: MlflowClient, spec: Spec, study: optuna.Study, mnist: Mnist, backend: Backend, top: int, seeds: int,
     on_seed: Callable[[int, int, TrainResult], None], on_step: Callable | None = None,
 ) -> list[Confirmed]:
-    """Train each of the `top` trials' configurations with the seeds 0..seeds-1 it lacks; the
-    configurations, best mean validation accuracy first. `on_seed(trial number, seed, result)`
-    follows each training; `on_step`: see `sweep.train.train`."""
+    """Train each of the `top` trials' configurations with the seeds 0..seeds-1 it lacks, one
+    seed for every configuration before the next seed; the configurations, best mean
+    validation accuracy first. `on_seed(trial number, seed, result)` follows each training;
+    `on_step`: see `sweep.train.train`."""
     from sweep.train import train
 
     trials = top_trials(study, top)
+    have = {t.number: seed_runs(client, spec.name, t) for t in trials}
     parent_id = records.confirm_run(client, spec)
     try:
-        for trial in trials:
-            have = seed_runs(client, spec.name, trial)
-            config = records.config_of(have[min(have)])
-            for seed in range(seeds):
-                if seed in have:
+        for seed in range(seeds):  # in rounds: stopped at any point, the configurations differ by one seed at most
+            for trial in trials:
+                if seed in have[trial.number]:
                     continue
+                config = records.config_of(have[trial.number][min(have[trial.number])])
                 seeded = replace(config, seed=seed)
                 with records.confirm_seed_run(client, spec, parent_id, trial.number, seeded, mnist, backend.params()) as run:
                     result = train(seeded, mnist, backend, on_eval=run.log_curve_point, on_step=on_step)

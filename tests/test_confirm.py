@@ -120,6 +120,7 @@ def test_ctrl_c_during_confirm_then_rerun_completes_without_duplicate_seeds(swep
     assert "run the same command again to continue" in err and "Traceback" not in err
     recorded = seed_runs(client, experiment_id)
     assert 1 <= len(recorded) < 6
+    assert not any(s == 2 for _, s in recorded) or all((n, 1) in recorded for n in (0, 1, 2))  # seeds in rounds
     assert not seed_runs(client, experiment_id, "RUNNING")
 
     result = run_cli("confirm", "--top", "3", "--seeds", "3", cwd=folder)
