@@ -91,7 +91,7 @@ def sweep_parser() -> Parser:
     )
     p.add_argument("--trials", type=positive_int, default=20, help="target number of finished trials in the study (default 20)")
     p.add_argument("--study", default=DEFAULT_STUDY,
-                   help="study spec: a TOML file, or the name of one of the tool's own (tutorial, beat-claim, smoke; default tutorial)")
+                   help="study spec: a TOML file, or the name of one of the tool's own (tutorial, beat-claim, claim, smoke; default tutorial)")
     p.add_argument("--study-name", help="Optuna study and MLflow experiment name (default: the spec's name)")
     add_data_dir(p)
     add_stores(p)
