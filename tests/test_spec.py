@@ -47,6 +47,13 @@ def test_beat_claim_spec_trains_by_epochs_from_the_tutorial_then_a_known_point()
     assert [c.num_units for c in spec.enqueue] == [256] and spec.enqueue[0].epochs == spec.fixed.epochs
 
 
+def test_claim_spec_is_beat_claims_recipe_with_shifts_from_its_trial_15():
+    claim, beat = load_spec(REPO / "studies" / "claim.toml"), load_spec(REPO / "studies" / "beat-claim.toml")
+    assert replace(claim.fixed, shift_pixels=0) == beat.fixed and claim.fixed.shift_pixels == 1
+    assert claim.params(claim.baseline) == claim.params(TrainConfig())  # trial 0 is still the tutorial's values
+    assert claim.params(claim.enqueue[0]) == {"num_units": 195, "learning_rate": 0.004717, "batch_size": 98, "forget_bias": 0.809}
+
+
 def test_smoke_spec_limits_the_data():
     spec = load_spec(REPO / "studies" / "smoke.toml")
     assert spec.fixed.train_limit and spec.fixed.val_limit and spec.fixed.test_limit >= 128
