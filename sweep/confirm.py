@@ -64,7 +64,7 @@ class Confirmed:
 def top_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
     """The completed trials with the highest validation accuracy; ties go to the earlier trial,
     as Optuna's best_trial breaks them."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not done:
         raise SweepError(f"study '{study.study_name}' has no completed trial to confirm")
     return sorted(done, key=lambda t: (-t.value, t.number))[:top]

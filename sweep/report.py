@@ -165,7 +165,7 @@ def verdict_section(found: list[Confirmed], frame: pd.DataFrame, tutorial: pd.Da
                     "`python sweep.py baseline --study tutorial --seeds 5` measures it.")
     else:
         values = tutorial["test_accuracy"].tolist()
-        low, high = seed_interval(values) if len(values) > 1 else (float("nan"),) * 2
+        low, high = seed_interval(values)
         text.append(
             f"The tutorial's own recipe (799 steps), over {len(values)} seeds: mean test accuracy "
             f"{pct(statistics.mean(values))} on {test_set(Accuracy(0, int(tutorial['test_accuracy_total'].iloc[0])))} "
