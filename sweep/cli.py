@@ -303,9 +303,10 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
         best = study.best_trial
         print(f"best on validation: trial {best.number}, val {console.accuracy(best, 'val_accuracy')}, "
               f"test {console.accuracy(best, 'test_accuracy')}, first 128 test images {console.accuracy(best, 'test_accuracy_first128')}")
-        version = records.register_best(client, spec.name, best.user_attrs["mlflow_run_id"])
-        if version is not None:
-            print(f"registered: models:/{spec.name}@best (version {version}, trial {best.number})")
+        if records.confirm_runs(client, spec.name):  # a choice over seeds outweighs one seed's
+            print(f"models:/{spec.name}@{records.BEST} stays confirm's choice; `python sweep.py confirm` weighs new trials")
+        elif (version := records.register_best(client, spec.name, best.user_attrs["mlflow_run_id"])) is not None:
+            print(f"registered: models:/{spec.name}@{records.BEST} (version {version}, trial {best.number})")
     print(f"report: {out / 'report.html'}")
     print(console.browse_line(args.tracking_uri, mask_url(args.tracking_uri), tracker.experiment_id))
     return 0
@@ -370,9 +371,10 @@ def confirm(args: argparse.Namespace) -> int:
     from sweep.stores import load_study, mlflow_client, require_file
 
     require_file(args.storage, "Optuna storage", "--storage")
+    quiet_libraries(tensorflow=False)  # before the study opens: Optuna warns about its heartbeat then
     spec = baseline_spec(args)  # the spec the study was created from
     study = load_study(spec.name, args.storage)
-    quiet_libraries()
+    quiet_tensorflow()
     from sweep import console, records
     from sweep.confirm import confirm as run_confirm
     from sweep.report import confirm_tables

@@ -365,19 +365,19 @@ BEST = "best"  # the registered model's alias for the validation-chosen trial
 
 def register_best(client: MlflowClient, study_name: str, run_id: str) -> str | None:
     """Register the run's logged model as version of the registered model `<study>` and point
-    its alias `best` at it (unless it already does): `models:/<study>@best` loads the current
-    choice, and the registry page links back to the run. The version, or None for a run that
-    logged no MLflow model (runs from before the stock Keras model)."""
+    its alias `best` at it: `models:/<study>@best` loads the current choice, and the registry
+    page links back to the run. Safe for workers finishing at once: a run already registered is
+    not registered again, and the alias is set again if another worker's write collided with
+    ours. The version, or None for a run that logged no MLflow model (runs from before the
+    stock Keras model)."""
     experiment = client.get_experiment_by_name(study_name)
     models = client.search_logged_models([experiment.experiment_id], filter_string=f"source_run_id = '{run_id}'")
     if not models:
         return None
+    registered = client.search_model_versions(f"name = '{study_name}' and run_id = '{run_id}'")
+    version = registered[0].version if registered else mlflow.register_model(f"models:/{models[0].model_id}", study_name).version
     try:
-        current = client.get_model_version_by_alias(study_name, BEST)
-        if current.run_id == run_id:
-            return current.version
-    except MlflowException:
-        pass  # no registered model yet, or no alias
-    version = mlflow.register_model(f"models:/{models[0].model_id}", study_name)
-    client.set_registered_model_alias(study_name, BEST, version.version)
-    return version.version
+        client.set_registered_model_alias(study_name, BEST, version)
+    except MlflowException:  # two workers inserted the alias at once; now it exists, so this updates it
+        client.set_registered_model_alias(study_name, BEST, version)
+    return version

@@ -65,6 +65,11 @@ def test_confirm_trains_the_missing_seeds_of_the_top_trials_and_chooses_on_mean_
     assert " seed 1  val " not in again.stdout  # nothing trained again
     assert seed_runs(client, experiment_id) == sorted((n, 1) for n in top)
 
+    later = run_cli("--study", str(SMOKE), "--trials", str(len(study.trials) + 1), cwd=folder)
+    assert later.returncode == 0, later.stderr
+    assert "models:/smoke@best stays confirm's choice" in later.stdout  # one seed does not overrule five
+    assert client.get_model_version_by_alias("smoke", "best").run_id == study.trials[chosen].user_attrs["mlflow_run_id"]
+
     report = run_cli("report", cwd=folder)
     assert report.returncode == 0, report.stderr
     page = (folder / "reports" / "smoke" / "report.md").read_text()

@@ -15,11 +15,13 @@ import threading
 import time
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from sweep import records
 from tests.conftest import DATA_DIR, PG_PASSWORD, REPO, SMOKE, connections, free_port, new_database
 from tests.test_faults import write_spec
 from tests.test_ui import serve
@@ -181,3 +183,37 @@ def test_eight_workers_on_one_postgresql_lose_no_trial_and_hold_few_connections(
     # A worker keeps one Optuna connection, opens a second only while its heartbeat and its trial
     # write at once, and holds no MLflow connection between operations: 2 a worker at the most.
     assert max(samples) <= 2 * 8 + 4, max(samples)
+
+
+def register_at_once(tracking: str, study: str, run_id: str, workers: int = 8) -> list[str]:
+    """`register_best` from that many threads released together; the errors they raised."""
+    ready, failures = threading.Barrier(workers), []
+
+    def finish() -> None:
+        ready.wait()
+        try:
+            records.register_best(MlflowClient(tracking), study, run_id)
+        except Exception as e:  # noqa: BLE001  collected for the caller to assert on
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=finish) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return failures
+
+
+def test_workers_registering_the_best_model_at_once_all_succeed(postgres, monkeypatch):
+    """Workers that finish together each point `<study>@best` at the best trial's model; their
+    first writes of the alias collide in the database (in some of these rounds), and none may
+    fail for it."""
+    tracking = new_database(postgres, "mlflow_alias")
+    monkeypatch.setattr(mlflow.tracking._tracking_service.utils, "_tracking_uri", tracking)  # as the CLI sets it
+    client = MlflowClient(tracking)
+    for study in (f"race-{n}" for n in range(10)):
+        experiment = client.create_experiment(study)
+        run = client.create_run(experiment)
+        client.create_logged_model(experiment, name="model", source_run_id=run.info.run_id)
+        assert register_at_once(tracking, study, run.info.run_id) == []
+        assert client.get_model_version_by_alias(study, records.BEST).run_id == run.info.run_id
