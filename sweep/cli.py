@@ -355,9 +355,7 @@ def baseline(args: argparse.Namespace) -> int:
 
     def on_seed(seed, result) -> None:
         bar.close()
-        a = {k: str(v) for k, v in result.accuracies.items()}
-        print(f"seed {seed}  val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  "
-              f"{result.train_seconds:.0f}s")
+        print(f"seed {seed}  {console.seed_line(result)}")
 
     try:
         run_baseline(client, spec, mnist, backend, args.seeds, on_seed, on_step=bar)
@@ -386,9 +384,7 @@ def confirm(args: argparse.Namespace) -> int:
 
     def on_seed(number: int, seed: int, result) -> None:
         bar.close()
-        a = {k: str(v) for k, v in result.accuracies.items()}
-        print(f"trial {number:4d} seed {seed}  val {a['val_accuracy']}  test {a['test_accuracy']}  "
-              f"first128 {a['test_accuracy_first128']}  {result.train_seconds:.0f}s")
+        print(f"trial {number:4d} seed {seed}  {console.seed_line(result)}")
 
     def on_step(done: int, steps: int, last) -> None:
         check_stop()

@@ -70,27 +70,29 @@ def top_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
     return sorted(done, key=lambda t: (-t.value, t.number))[:top]
 
 
-def seed_runs(client: MlflowClient, study_name: str, trial: FrozenTrial) -> dict[int, Run]:
-    """The finished runs of the trial's configuration, by seed: its own run and confirm's."""
+def seed_runs(client: MlflowClient, trial: FrozenTrial, confirm_runs: list[Run]) -> dict[int, Run]:
+    """The finished runs of the trial's configuration, by seed: its own run and, among
+    confirm's (`records.confirm_runs`), the trial's."""
     own = client.get_run(trial.user_attrs["mlflow_run_id"])
     found = {int(own.data.params["seed"]): own}
-    for run in records.confirm_runs(client, study_name):
+    for run in confirm_runs:
         if records.trial_number(run) == trial.number:
             found.setdefault(int(run.data.params["seed"]), run)
     return found
 
 
-def confirmed(client: MlflowClient, study_name: str, trial: FrozenTrial) -> Confirmed:
-    runs = seed_runs(client, study_name, trial)
+def confirmed(client: MlflowClient, trial: FrozenTrial, confirm_runs: list[Run]) -> Confirmed:
+    runs = seed_runs(client, trial, confirm_runs)
     return Confirmed(trial.number, trial.params, trial.value,
                      {seed: records.accuracies_of(run) for seed, run in sorted(runs.items())})
 
 
 def confirmed_trials(client: MlflowClient, study: optuna.Study) -> list[Confirmed]:
     """Every trial with confirm runs, best mean validation accuracy first (what the report reads)."""
-    numbers = {records.trial_number(run) for run in records.confirm_runs(client, study.study_name)}
+    runs = records.confirm_runs(client, study.study_name)
+    numbers = {records.trial_number(run) for run in runs}
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.number in numbers]
-    return by_mean_validation([confirmed(client, study.study_name, t) for t in trials])
+    return by_mean_validation([confirmed(client, t, runs) for t in trials])
 
 
 def by_mean_validation(found: list[Confirmed]) -> list[Confirmed]:
@@ -108,7 +110,8 @@ def confirm(
     from sweep.train import train
 
     trials = top_trials(study, top)
-    have = {t.number: seed_runs(client, spec.name, t) for t in trials}
+    recorded = records.confirm_runs(client, spec.name)
+    have = {t.number: seed_runs(client, t, recorded) for t in trials}
     parent_id = records.confirm_run(client, spec)
     try:
         for seed in range(seeds):  # in rounds: stopped at any point, the configurations differ by one seed at most
@@ -123,4 +126,5 @@ def confirm(
                 on_seed(trial.number, seed, result)
     finally:
         client.set_terminated(parent_id, status="FINISHED")
-    return by_mean_validation([confirmed(client, spec.name, t) for t in trials])
+    recorded = records.confirm_runs(client, spec.name)  # now with the seeds trained here
+    return by_mean_validation([confirmed(client, t, recorded) for t in trials])

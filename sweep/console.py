@@ -7,7 +7,7 @@ import time
 
 from tqdm import tqdm
 
-from sweep.config import CurvePoint
+from sweep.config import CurvePoint, TrainResult
 from sweep.stats import Accuracy
 
 
@@ -30,6 +30,13 @@ def trial_line(trial) -> str:
         return f"{head}  {trial.state.name.lower()}: {a.get('failure', 'see its MLflow run')}{run}"
     return (f"{head}  val {accuracy(trial, 'val_accuracy')}  test {accuracy(trial, 'test_accuracy')}  "
             f"first128 {accuracy(trial, 'test_accuracy_first128')}  {a['train_seconds']:.0f}s{run}")
+
+
+def seed_line(result: TrainResult) -> str:
+    """The accuracies and training time of one seed's run (baseline's and confirm's)."""
+    a = {k: str(v) for k, v in result.accuracies.items()}
+    return (f"val {a['val_accuracy']}  test {a['test_accuracy']}  first128 {a['test_accuracy_first128']}  "
+            f"{result.train_seconds:.0f}s")
 
 
 def time_line(wall: float, training: float, workers: int) -> str:
