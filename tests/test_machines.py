@@ -136,11 +136,14 @@ def test_a_lost_machines_trial_is_recovered_by_the_heartbeat(tmp_path, postgres)
 
 
 def first_curve_point(storage: str, client: MlflowClient, name: str, timeout: float = 300):
-    """The first RUNNING trial, once its run has logged a curve point: the worker is mid-trial."""
-    deadline = time.monotonic() + timeout
+    """The first RUNNING trial, once its run has logged a curve point: the worker is mid-trial.
+    One Optuna storage serves every poll: a storage per poll keeps its pooled connections until
+    collected, and hundreds of polls left the server too few for the tests after this one."""
+    deadline, rdb = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         try:
-            for trial in optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,)):
+            rdb = rdb or optuna.storages.RDBStorage(storage)
+            for trial in optuna.load_study(study_name=name, storage=rdb).get_trials(states=(TrialState.RUNNING,)):
                 run_id = trial.user_attrs.get("mlflow_run_id")
                 if run_id and client.get_metric_history(run_id, "val_accuracy"):
                     return trial
