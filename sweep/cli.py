@@ -2,7 +2,8 @@
 
 `python sweep.py --trials N` runs a study up to N finished trials. Settings come from flags,
 else from the ecosystem's environment variables (MLFLOW_TRACKING_URI, OPTUNA_STORAGE,
-SWEEP_DATA_DIR), else from defaults in the current folder.
+SWEEP_DATA_DIR), else from defaults in the current folder. Each command is a few calls into
+the modules that do the work; TensorFlow is imported only by commands that train.
 """
 
 from __future__ import annotations
@@ -13,22 +14,20 @@ import os
 import signal
 import sys
 import time
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweep.config import GRACE_PERIOD, HEARTBEAT_INTERVAL
+from sweep.attrs import MLFLOW_RUN_ID
+from sweep.config import DEFAULT_STUDY, GRACE_PERIOD, HEARTBEAT_INTERVAL, LSTM_BACKENDS
 from sweep.errors import SweepError
 
 if TYPE_CHECKING:  # imported where used: TensorFlow is slow to import, and --help should be fast
+    from mlflow import MlflowClient
+
     from sweep.data import Mnist
     from sweep.model import Backend
     from sweep.spec import Spec
-
-DEFAULT_STUDY = "tutorial"  # sweep/studies/tutorial.toml
-STORAGE = os.environ.get("OPTUNA_STORAGE", "sqlite:///optuna.db")
-TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
 
 
 class Parser(argparse.ArgumentParser):
@@ -59,24 +58,27 @@ def positive_float(text: str) -> float:
     return value
 
 
-def add_data_dir(p: argparse.ArgumentParser, default: str | None = os.environ.get("SWEEP_DATA_DIR")) -> None:
-    p.add_argument("--data-dir", default=default,
+def add_stores(p: argparse.ArgumentParser, storage: bool = True) -> None:
+    """--storage and --tracking-uri, defaulting to the environment as it is when parsing."""
+    if storage:
+        p.add_argument("--storage", default=os.environ.get("OPTUNA_STORAGE", "sqlite:///optuna.db"),
+                       help="Optuna storage URL (default $OPTUNA_STORAGE, else sqlite:///optuna.db)")
+    p.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
+
+
+def add_data_dir(p: argparse.ArgumentParser, default_from_environment: bool = True) -> None:
+    p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR") if default_from_environment else None,
                    help="directory with the four MNIST IDX files (default $SWEEP_DATA_DIR; unset: download once)")
 
 
-def add_lstm_backend(p: argparse.ArgumentParser) -> None:
-    from sweep.config import LSTM_BACKENDS
-
+def add_training(p: argparse.ArgumentParser) -> None:
+    """What every command that trains takes: the data, the stores, the LSTM backend."""
+    add_data_dir(p)
+    add_stores(p)
     p.add_argument("--lstm-backend", choices=LSTM_BACKENDS, default="auto",
                    help="how the LSTM trains: native (a compiled CPU op, fastest on a CPU), keras (keras.layers.LSTM; "
                         "cuDNN on a GPU) or auto (keras on a GPU, else native if it builds, else keras; the default)")
-
-
-def add_stores(p: argparse.ArgumentParser, storage: bool = True) -> None:
-    if storage:
-        p.add_argument("--storage", default=STORAGE, help="Optuna storage URL (default $OPTUNA_STORAGE, else sqlite:///optuna.db)")
-    p.add_argument("--tracking-uri", default=TRACKING_URI,
-                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
 
 
 def add_study_name(p: argparse.ArgumentParser) -> None:
@@ -84,26 +86,22 @@ def add_study_name(p: argparse.ArgumentParser) -> None:
 
 
 def sweep_parser() -> Parser:
-    p = Parser(
-        prog="sweep.py",
-        description="Optuna sweeps of the 2017 tutorial LSTM on MNIST, recorded in MLflow.",
-        epilog="other commands: sweep.py report | baseline | confirm | reproduce RUN_ID (each with --help)",
-    )
+    p = Parser(prog="sweep.py", description="Optuna sweeps of the 2017 tutorial LSTM on MNIST, recorded in MLflow.",
+               epilog="other commands: sweep.py report | baseline | confirm | reproduce RUN_ID (each with --help)")
     p.add_argument("--trials", type=positive_int, default=20, help="target number of finished trials in the study (default 20)")
-    p.add_argument("--study", default=DEFAULT_STUDY,
-                   help="study spec: a TOML file, or the name of one of the tool's own (tutorial, beat-claim, claim, smoke; default tutorial)")
+    p.add_argument("--study", default=DEFAULT_STUDY, help="study spec: a TOML file, or the name of one of the tool's own "
+                                                          f"(tutorial, recipe, beat-claim, claim, smoke; default {DEFAULT_STUDY})")
     p.add_argument("--study-name", help="Optuna study and MLflow experiment name (default: the spec's name)")
-    add_data_dir(p)
-    add_stores(p)
+    add_training(p)
     p.add_argument("--timeout", type=positive_float, metavar="SECONDS",
-                   help="the sweep's time budget in seconds: after it, no trial starts and a running one is stopped (FAIL, its run KILLED)")
+                   help="the sweep's time budget: after it no trial starts, and a running one is checkpointed and "
+                        "stopped, to resume first when the same command runs again")
     p.add_argument("--n-jobs", type=positive_int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--heartbeat-interval", type=positive_int, default=HEARTBEAT_INTERVAL, metavar="SECONDS",
                    help=f"seconds between a running trial's heartbeats in the Optuna storage (default {HEARTBEAT_INTERVAL})")
     p.add_argument("--grace-period", type=positive_int, default=GRACE_PERIOD, metavar="SECONDS",
-                   help="a trial without a heartbeat this long belongs to a lost worker: it is failed and its "
-                        f"parameters queued again (default {GRACE_PERIOD})")
-    add_lstm_backend(p)
+                   help="a trial without a heartbeat this long belongs to a lost worker: it is failed and queued again, "
+                        f"to resume from its last checkpoint (default {GRACE_PERIOD})")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --n-jobs' processes
     return p
 
@@ -116,28 +114,20 @@ def report_parser() -> Parser:
     return p
 
 
-def baseline_parser() -> Parser:
-    p = Parser(prog="sweep.py baseline", description="Train the study's baseline (trial 0's configuration) with several seeds.")
-    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..K-1; recorded seeds are not trained again (default 5)")
-    p.add_argument("--study", help="study spec, file or name (default: the spec of --study-name, or of the storage's "
-                                   "only study; with neither, tutorial)")
+def seeds_parser(command: str) -> Parser:
+    """`baseline` and `confirm`: one configuration, or the top trials', over seeds."""
+    about = {"baseline": "Train the study's baseline (trial 0's configuration) with several seeds.",
+             "confirm": "Train the study's top trials again with several seeds and choose among them on mean validation accuracy."}
+    p = Parser(prog=f"sweep.py {command}", description=about[command])
+    if command == "confirm":
+        p.add_argument("--top", type=positive_int, default=3, help="how many trials, best validation accuracy first (default 3)")
+    p.add_argument("--seeds", type=positive_int, default=5, help="seeds 0..S-1; recorded seeds are not trained again, stopped "
+                                                                 "ones resume (default 5)")
+    if command == "baseline":
+        p.add_argument("--study", help="study spec, file or name (default: the spec of --study-name, or of the storage's "
+                                       f"only study; with neither, {DEFAULT_STUDY})")
     add_study_name(p)
-    add_data_dir(p)
-    add_stores(p)
-    add_lstm_backend(p)
-    return p
-
-
-def confirm_parser() -> Parser:
-    p = Parser(prog="sweep.py confirm", description="Train the study's top trials again with several seeds and "
-                                                    "choose among them on mean validation accuracy.")
-    p.add_argument("--top", type=positive_int, default=3, help="how many trials, best validation accuracy first (default 3)")
-    p.add_argument("--seeds", type=positive_int, default=5,
-                   help="seeds 0..S-1; a trial's own run is its seed, recorded seeds are not trained again (default 5)")
-    add_study_name(p)
-    add_data_dir(p)
-    add_stores(p)
-    add_lstm_backend(p)
+    add_training(p)
     return p
 
 
@@ -147,43 +137,9 @@ def reproduce_parser() -> Parser:
     p.add_argument("--trial", type=int, help="the trial number instead (of --study-name, default: the store's only study)")
     add_study_name(p)
     p.add_argument("--evaluate-only", action="store_true", help="re-evaluate the logged model instead of re-training")
-    add_data_dir(p, default=None)
+    add_data_dir(p, default_from_environment=False)  # the run's own folder comes before $SWEEP_DATA_DIR
     add_stores(p, storage=False)
     return p
-
-
-def quiet_libraries(tensorflow: bool = True) -> None:
-    """Our own lines say what happened; the libraries' start-up chatter would bury them."""
-    import logging
-
-    if tensorflow:
-        quiet_tensorflow()
-    import mlflow  # noqa: F401  (sets its loggers' levels when imported: import it before setting them)
-    import optuna
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed and pruned trials get our own line
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat, retry
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def quiet_tensorflow() -> None:
-    """TensorFlow's C++ side logs at load time before any log level applies, and again when it
-    first looks for GPUs, so stderr is closed for the length of both (Python errors still show:
-    it is restored first)."""
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow
-
-        tensorflow.config.list_physical_devices("GPU")  # probing for CUDA logs errors when there is none
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
 
 
 def prepare(data_dir: str | None, lstm_backend: str) -> tuple[Mnist, Backend]:
@@ -195,38 +151,21 @@ def prepare(data_dir: str | None, lstm_backend: str) -> tuple[Mnist, Backend]:
     return load_mnist(data_dir), choose_backend(lstm_backend)
 
 
-def the_study(name: str | None, storage_url: str) -> str:
-    """The study meant: the one named, else the storage's only one."""
-    if name:
-        return name
-    from sweep.stores import study_names
-
-    names = study_names(storage_url)
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        raise SweepError("the Optuna storage holds no study yet: run a sweep first (see --storage)")
-    raise SweepError(f"the Optuna storage holds {len(names)} studies ({', '.join(names)}): pick one with --study-name")
+def stopped(signum: int, what: str) -> int:
+    """Ctrl-C or SIGTERM ended a command between two steps: say so; the exit code."""
+    print(f"stopped by {signal.Signals(signum).name}: {what}; run the same command again to continue", file=sys.stderr)
+    return 128 + signum
 
 
-def baseline_spec(args: argparse.Namespace) -> Spec:
-    """The spec whose baseline to train: given, else the one the study was created from (kept
-    in the Optuna storage), else the tutorial's."""
-    from sweep.spec import load_spec
+def register(client: MlflowClient, study_name: str, trial_number: int, run_id: str, by_confirm: bool) -> None:
+    """Point `models:/<study>@best` at the chosen trial's model. A choice over seeds (confirm's)
+    outweighs one seed's: once confirm has chosen, a sweep leaves the alias alone."""
+    from sweep import records
 
-    if getattr(args, "study", None):  # confirm takes no --study: it needs the study's own
-        spec = load_spec(args.study)
-        return dataclasses.replace(spec, name=args.study_name) if args.study_name else spec
-    from sweep.spec import parse_spec
-    from sweep.stores import load_study, study_names
-
-    if not (args.study_name or study_names(args.storage)):
-        return load_spec(DEFAULT_STUDY)
-    name = the_study(args.study_name, args.storage)
-    source = load_study(name, args.storage).user_attrs.get("spec")
-    if source is None:
-        raise SweepError(f"study '{name}' keeps no study file; give it with --study")
-    return dataclasses.replace(parse_spec(source, f"(kept with study '{name}')"), name=name)
+    if not by_confirm and records.seed_runs(client, study_name, records.CONFIRM):
+        print(f"models:/{study_name}@{records.BEST} stays confirm's choice; `python sweep.py confirm` weighs new trials")
+    elif (version := records.register_best(client, study_name, run_id)) is not None:
+        print(f"registered: models:/{study_name}@{records.BEST} (version {version}, trial {trial_number})")
 
 
 def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
@@ -235,56 +174,37 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
     spec = load_spec(args.study)  # checked before TensorFlow is imported: a bad study file is answered at once
     if args.study_name:
         spec = dataclasses.replace(spec, name=args.study_name)
-    quiet_libraries()
-    from optuna.trial import TrialState
+    from sweep import console
 
-    from sweep import console, records
+    console.quiet_libraries()
+    from sweep import attrs, records
+    from sweep.config import cpu_model
     from sweep.report import write_report
     from sweep.stores import check_storage, mask_url, mlflow_client
     from sweep.study import open_study, run_study
-    from sweep.workers import FINISHED, Interrupted, finished_trials, is_surplus, run_workers, stopping_at_safe_points
+    from sweep.workers import Interrupted, finished_trials, run_workers, stopping_at_safe_points
 
     mnist, backend = prepare(args.data_dir, args.lstm_backend)
     check_storage(args.storage)  # before the MLflow store is created: bad input writes nothing
     client = mlflow_client(args.tracking_uri)
-    study = open_study(spec, args.storage, client, args.heartbeat_interval, args.grace_period)
+    study = open_study(spec, args.storage, client, args.heartbeat_interval, args.grace_period,
+                       say=(lambda line: None) if args.worker else print)
     tracker = records.StudyTracker(client, spec, args.storage)
-
     earlier = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}  # not this run's
-    progress = None if args.worker else console.SweepProgress(spec.name, args.trials, finished_trials(study), args.timeout)
-
-    def show() -> None:
-        progress.show(finished_trials(study), f"best val {100 * study.best_value:.2f}%" if study.best_trials else None)
-
-    def on_trial(trial) -> None:
-        if progress is not None:  # --n-jobs' workers stay silent: the parent reports their trials
-            progress.write(console.trial_line(trial))
-            show()
-
-    def on_workers_progress(seen: set[int]) -> None:
-        for trial in study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.FAIL)):
-            if trial.number not in seen and not is_surplus(trial):
-                seen.add(trial.number)
-                progress.write(console.trial_line(trial))
-        show()
-
-    def sweep_trials() -> None:
-        if args.n_jobs > 1:
-            seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-            run_workers(worker_argv(argv), args.n_jobs, {"OPTUNA_STORAGE": args.storage, "MLFLOW_TRACKING_URI": args.tracking_uri},
-                        lambda: on_workers_progress(seen))
-        else:
-            run_study(study, spec, tracker, mnist, backend, args.trials, args.timeout, on_trial,
-                      on_progress=progress.step if progress else None)
-
+    progress = None if args.worker else console.SweepProgress(study, client, args.trials, args.timeout)
     try:
         with stopping_at_safe_points():
-            sweep_trials()
+            if args.n_jobs > 1:
+                stores = {"OPTUNA_STORAGE": args.storage, "MLFLOW_TRACKING_URI": args.tracking_uri}
+                run_workers(worker_argv(argv), args.n_jobs, stores, progress.poll)
+            else:
+                run_study(study, spec, tracker, mnist, backend, args.trials, args.timeout,
+                          on_trial=progress and progress.trial_done, on_progress=progress and progress.step,
+                          say=progress.write if progress else (lambda line: None))
     except Interrupted as e:
         tracker.close("KILLED")
-        print(f"stopped by {signal.Signals(e.signum).name}: a running trial is recorded as failed (its MLflow run "
-              f"KILLED); run the same command again to continue to {args.trials} trials", file=sys.stderr)
-        return 128 + e.signum
+        return stopped(e.signum, "the running trial was checkpointed and queued again (its MLflow run KILLED), to resume "
+                                 f"first on the way to {args.trials} trials")
     except BaseException:
         tracker.close("FAILED")
         raise
@@ -297,16 +217,12 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
     out = Path("reports") / spec.name
     write_report(study, client, out)
     print(f"study '{spec.name}': {finished_trials(study)}/{args.trials} trials finished")
-    training = sum(t.user_attrs.get("train_seconds", 0.0) for t in study.get_trials(deepcopy=False) if t.number not in earlier)
-    print(console.time_line(time.monotonic() - started, training, args.n_jobs))
+    spent = [attrs.spent(t.user_attrs) for t in study.get_trials(deepcopy=False) if t.number not in earlier]
+    print(console.time_line(time.monotonic() - started, sum(s for _, s in spent), sum(i for i, _ in spent), args.n_jobs, cpu_model()))
     if study.best_trials:
         best = study.best_trial
-        print(f"best on validation: trial {best.number}, val {console.accuracy(best, 'val_accuracy')}, "
-              f"test {console.accuracy(best, 'test_accuracy')}, first 128 test images {console.accuracy(best, 'test_accuracy_first128')}")
-        if records.confirm_runs(client, spec.name):  # a choice over seeds outweighs one seed's
-            print(f"models:/{spec.name}@{records.BEST} stays confirm's choice; `python sweep.py confirm` weighs new trials")
-        elif (version := records.register_best(client, spec.name, best.user_attrs["mlflow_run_id"])) is not None:
-            print(f"registered: models:/{spec.name}@{records.BEST} (version {version}, trial {best.number})")
+        print(console.best_line(best, records.final_accuracies(client, best.user_attrs[MLFLOW_RUN_ID])))
+        register(client, spec.name, best.number, best.user_attrs[MLFLOW_RUN_ID], by_confirm=False)
     print(f"report: {out / 'report.html'}")
     print(console.browse_line(args.tracking_uri, mask_url(args.tracking_uri), tracker.experiment_id))
     return 0
@@ -327,85 +243,113 @@ def worker_argv(argv: list[str]) -> list[str]:
 
 
 def report(args: argparse.Namespace) -> int:
-    quiet_libraries(tensorflow=False)  # a report needs no TensorFlow
+    from sweep import console
+
+    console.quiet_libraries(tensorflow=False)  # a report needs no TensorFlow
     from sweep.report import write_report
-    from sweep.stores import load_study, mlflow_client, require_file
+    from sweep.stores import load_study, mlflow_client, require_file, the_study
 
     require_file(args.storage, "Optuna storage", "--storage")
-    name = the_study(args.study_name, args.storage)
-    study = load_study(name, args.storage)
+    study = load_study(the_study(args.study_name, args.storage), args.storage)
     client = mlflow_client(args.tracking_uri, must_exist=True)
-
-    out = args.out or Path("reports") / name
+    out = args.out or Path("reports") / study.study_name
     frame = write_report(study, client, out)
     print(f"report of {len(frame)} trials: {out / 'report.md'}, {out / 'report.html'}, {out / 'trials.csv'}")
     return 0
 
 
-def baseline(args: argparse.Namespace) -> int:
-    spec = baseline_spec(args)
-    quiet_libraries()
+def over_seeds(what: str, train: Callable[[Callable, Callable, Callable], object]) -> tuple[int | None, object]:
+    """Run `train(on_seed, on_step, say)` under a bar over each seed's steps, stoppable between
+    two steps by Ctrl-C or SIGTERM: (the exit code if it was stopped, else None; its result)."""
     from sweep import console
-    from sweep.baseline import run_baseline
-    from sweep.stores import mlflow_client
-
-    mnist, backend = prepare(args.data_dir, args.lstm_backend)
-    client = mlflow_client(args.tracking_uri)
-    bar = console.StepBar(f"baseline of '{spec.name}', a seed")
-
-    def on_seed(seed, result) -> None:
-        bar.close()
-        print(f"seed {seed}  {console.seed_line(result)}")
-
-    try:
-        run_baseline(client, spec, mnist, backend, args.seeds, on_seed, on_step=bar)
-    finally:
-        bar.close()
-    print(f"baseline of '{spec.name}': seeds 0-{args.seeds - 1} recorded; see `python sweep.py report --study-name {spec.name}`")
-    return 0
-
-
-def confirm(args: argparse.Namespace) -> int:
-    from sweep.stores import load_study, mlflow_client, require_file
-
-    require_file(args.storage, "Optuna storage", "--storage")
-    quiet_libraries(tensorflow=False)  # before the study opens: Optuna warns about its heartbeat then
-    spec = baseline_spec(args)  # the spec the study was created from
-    study = load_study(spec.name, args.storage)
-    quiet_tensorflow()
-    from sweep import console, records
-    from sweep.confirm import confirm as run_confirm
-    from sweep.report import confirm_tables
     from sweep.workers import Interrupted, check_stop, stopping_at_safe_points
 
-    client = mlflow_client(args.tracking_uri, must_exist=True)
-    mnist, backend = prepare(args.data_dir, args.lstm_backend)
-    bar = console.StepBar(f"confirming '{spec.name}', a seed")
+    bar = console.StepBar(f"{what}, a seed")
 
-    def on_seed(number: int, seed: int, result) -> None:
+    def on_seed(number: int | None, seed: int, result) -> None:
         bar.close()
-        print(f"trial {number:4d} seed {seed}  {console.seed_line(result)}")
+        print(("" if number is None else f"trial {number:4d} ") + f"seed {seed}  {console.seed_line(result)}")
 
     def on_step(done: int, steps: int, last) -> None:
         check_stop()
         bar(done, steps, last)
 
+    def say(line: str) -> None:
+        bar.close()
+        print(line)
+
     try:
         with stopping_at_safe_points():
-            found = run_confirm(client, spec, study, mnist, backend, args.top, args.seeds, on_seed, on_step)
+            return None, train(on_seed, on_step, say)
     except Interrupted as e:
         bar.close()
-        print(f"stopped by {signal.Signals(e.signum).name}: the seed in training is recorded as KILLED; "
-              "run the same command again to continue", file=sys.stderr)
-        return 128 + e.signum
+        return stopped(e.signum, "the seed in training was checkpointed (its MLflow run KILLED), to resume"), None
     finally:
         bar.close()
+
+
+def rewrite_report(client: MlflowClient, study_name: str, storage: str) -> None:
+    """After baseline or confirm: the study's report (and its parent run's copy) says what they added."""
+    from sweep.report import write_report
+    from sweep.stores import load_study, study_names
+
+    if study_name in study_names(storage):
+        out = Path("reports") / study_name
+        write_report(load_study(study_name, storage), client, out)
+        print(f"report: {out / 'report.html'}")
+
+
+def baseline(args: argparse.Namespace) -> int:
+    from sweep.spec import load_spec
+    from sweep.stores import kept_spec, study_names
+
+    if args.study:
+        spec = load_spec(args.study)
+        spec = dataclasses.replace(spec, name=args.study_name) if args.study_name else spec
+    elif args.study_name or study_names(args.storage):
+        spec = kept_spec(args.study_name, args.storage)
+    else:
+        spec = load_spec(DEFAULT_STUDY)
+    from sweep import console
+
+    console.quiet_libraries()
+    from sweep import seeds
+    from sweep.stores import mlflow_client
+
+    mnist, backend = prepare(args.data_dir, args.lstm_backend)
+    client = mlflow_client(args.tracking_uri)
+    code, _ = over_seeds(f"baseline of '{spec.name}'", lambda on_seed, on_step, say: seeds.baseline(
+        client, spec, mnist, backend, args.seeds, on_seed, on_step, say))
+    if code is not None:
+        return code
+    print(f"baseline of '{spec.name}': seeds 0-{args.seeds - 1} recorded")
+    rewrite_report(client, spec.name, args.storage)
+    return 0
+
+
+def confirm(args: argparse.Namespace) -> int:
+    from sweep import console
+    from sweep.stores import kept_spec, load_study, mlflow_client, require_file
+
+    require_file(args.storage, "Optuna storage", "--storage")
+    console.quiet_libraries(tensorflow=False)  # before the study opens: Optuna warns about its heartbeat then
+    spec = kept_spec(args.study_name, args.storage)  # the spec the study was created from
+    study = load_study(spec.name, args.storage)
+    console.quiet_libraries()
+    from sweep.confirm import confirm as confirm_top
+    from sweep.report import confirm_tables
+
+    client = mlflow_client(args.tracking_uri, must_exist=True)
+    mnist, backend = prepare(args.data_dir, args.lstm_backend)
+    code, found = over_seeds(f"confirming '{spec.name}'", lambda on_seed, on_step, say: confirm_top(
+        client, spec, study, mnist, backend, args.top, args.seeds, on_seed, on_step, say))
+    if code is not None:
+        return code
     summary, per_seed, lines = confirm_tables(found)
     print("\n".join([summary.to_markdown(index=False), "", per_seed.to_markdown(index=False), "", *lines]))
     chosen = study.trials[found[0].number]
-    version = records.register_best(client, spec.name, chosen.user_attrs["mlflow_run_id"])
-    if version is not None:
-        print(f"registered model: models:/{spec.name}@{records.BEST} is trial {chosen.number}'s (version {version})")
+    register(client, spec.name, chosen.number, chosen.user_attrs[MLFLOW_RUN_ID], by_confirm=True)
+    rewrite_report(client, spec.name, args.storage)
     return 0
 
 
@@ -413,20 +357,21 @@ def reproduce(args: argparse.Namespace) -> int:
     """Exit 0 when the reproduction agrees with the logged result, 1 when it does not."""
     if (args.run_id is None) == (args.trial is None):
         raise SweepError("give either a RUN_ID or --trial N (with --study-name, unless the store holds one study)")
-    quiet_libraries()
     from sweep import console
+
+    console.quiet_libraries()
     from sweep import reproduce as rep
     from sweep.stores import mlflow_client
 
     client = mlflow_client(args.tracking_uri, must_exist=True)
     run = rep.find_run(client, args.run_id, args.study_name, args.trial)
-    mnist = rep.recorded_data(run, args.data_dir, warn=lambda line: print(line, file=sys.stderr))
-    backend = rep.recorded_backend(run, warn=lambda line: print(line, file=sys.stderr))
+    warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    mnist, backend = rep.recorded_data(run, args.data_dir, warn), rep.recorded_backend(run, warn)
     how = "re-evaluating its logged model" if args.evaluate_only else f"re-training it ({backend.name} backend)"
     print(f"reproducing {run.info.run_name} (run {run.info.run_id}) by {how}")
     bar = console.StepBar(f"reproducing {run.info.run_name}")
     try:
-        comparison = rep.reproduce(client, run, mnist, backend, args.evaluate_only, on_step=bar)
+        comparison = rep.reproduce(client, run, mnist, backend, args.evaluate_only, warn=warn, on_step=bar)
     finally:
         bar.close()
     print("\n".join(rep.comparison_lines(comparison)))
@@ -435,8 +380,8 @@ def reproduce(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "report": (report_parser, report),
-    "baseline": (baseline_parser, baseline),
-    "confirm": (confirm_parser, confirm),
+    "baseline": (lambda: seeds_parser("baseline"), baseline),
+    "confirm": (lambda: seeds_parser("confirm"), confirm),
     "reproduce": (reproduce_parser, reproduce),
 }
 

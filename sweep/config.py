@@ -7,11 +7,14 @@ reading a study file, MLflow or a report never waits for it to import.
 from __future__ import annotations
 
 import math
+import platform
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from sweep.stats import Accuracy
 
+DEFAULT_STUDY = "tutorial"  # studies/tutorial.toml: its baseline is this recipe
 FIRST_TEST_IMAGES = 128  # the tutorial measured its 99.21% on this many test images
 LR_SCHEDULES = ("constant", "one_cycle")
 HEARTBEAT_INTERVAL = 20  # seconds between a running trial's heartbeats (--heartbeat-interval)
@@ -41,6 +44,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # cross-entropy against targets this much mixed with the uniform
     shift_pixels: int = 0  # shift each training image by up to this many pixels each way, afresh each step
     ema_momentum: float | None = None  # given: the trial's weights are this moving average of the trained ones
+    eval_points: int | None = None  # given: this many curve points, evenly over the schedule, labelled by its percent
     train_limit: int | None = None  # None: the whole split; a number: its first images
     val_limit: int | None = None
     test_limit: int | None = None
@@ -51,30 +55,69 @@ class TrainConfig:
         hints = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float}
         return {f.name: hints[f.type] for f in fields(cls)}
 
+    @classmethod
+    def optional_fields(cls) -> set[str]:
+        """The fields that may be None (unset)."""
+        return {f.name for f in fields(cls) if f.type.endswith("| None")}
+
     def steps(self, train_images: int) -> int:
         """Optimizer steps: train_steps, or as many as `epochs` passes need."""
         return self.train_steps if self.epochs is None else math.ceil(self.epochs * train_images / self.batch_size)
 
     def curve_points(self, train_images: int) -> dict[int, int]:
-        """Optimizer step -> the label of the curve point measured after it. Trained by epochs,
-        points are epochs, so trials with different batch sizes meet at the same points (the
-        pruner compares trials point by point); otherwise, every eval_every steps and the last."""
+        """Optimizer step -> the label of the curve point measured after it. The pruner compares
+        trials at points with the same label, so labels say where a trial is in its schedule:
+        with eval_points, the percent of the schedule done (trials of different lengths meet at
+        the same fractions of their own schedules, at the same phase of their learning rate);
+        trained by epochs, the epoch (trials with different batch sizes meet); otherwise the
+        step, every eval_every steps and the last."""
+        steps = self.steps(train_images)
+        if self.eval_points is not None:
+            return {math.ceil(k * steps / self.eval_points): round(100 * k / self.eval_points)
+                    for k in range(1, self.eval_points + 1)}
         if self.epochs is not None:
             return {math.ceil(e * train_images / self.batch_size): e for e in range(1, self.epochs + 1)}
-        steps = self.steps(train_images)
         return {k: k for k in [*range(self.eval_every, steps, self.eval_every), steps]}
+
+    def curve_unit(self) -> str:
+        """What the curve's labels count, for an axis: "% of the schedule", "epoch" or "step"."""
+        return "% of the schedule" if self.eval_points is not None else "epoch" if self.epochs is not None else "step"
+
+    def point_name(self, label: int) -> str:
+        """A curve point, for people: "step 200", "epoch 4" or "30% of the schedule"."""
+        return f"{label}% of the schedule" if self.eval_points is not None else f"{self.curve_unit()} {label}"
+
+    def images(self, train_images: int) -> int:
+        """Training images one training of this configuration goes through: steps x batch."""
+        return self.steps(train_images) * self.batch_size
 
     def final_point(self, train_images: int) -> int:
         """The last curve point's label: where a trial's final metrics are logged."""
         return self.curve_points(train_images)[self.steps(train_images)]
 
 
+def cpuinfo(field: str) -> str:
+    """A field of /proc/cpuinfo's first processor ("" where there is none)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":")[0].strip() == field), "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name (else the machine type). Minutes are only comparable on one CPU,
+    and float rounding, so a weight's last bits, may depend on it."""
+    return cpuinfo("model name") or platform.machine()
+
+
 @dataclass(frozen=True)
 class CurvePoint:
-    point: int  # the step, or the epoch when training by epochs
+    point: int  # its label: the step, the epoch, or the percent of the schedule (TrainConfig.curve_points)
     val: Accuracy  # on all validation images at the last point; before it, on the first curve_val_limit
     train_loss: float  # mean over the steps since the previous point
     train_seconds: float  # so far
+    train_images: int  # so far: steps taken x batch size
 
     @property
     def val_accuracy(self) -> float:
@@ -88,6 +131,7 @@ class TrainResult:
     last_point: int  # the label of the final curve point: the step where the final metrics go
     train_loss: float  # mean loss over the last curve interval
     train_seconds: float  # optimizer steps only, not the evaluations between them
+    train_images: int  # steps x batch size: what one training of this configuration costs
     samples_per_second: float
 
     @property

@@ -20,6 +20,7 @@ from mlflow.entities import Run
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records
+from sweep.attrs import MLFLOW_RUN_ID
 from sweep.config import TrainResult
 from sweep.data import Mnist
 from sweep.errors import SweepError
@@ -38,6 +39,8 @@ class Confirmed:
     params: dict
     search_val: float  # the trial's validation accuracy when the study ran it: what chose it for confirming
     seeds: dict[int, dict[str, Accuracy]]  # seed -> val_accuracy, test_accuracy, test_accuracy_first128
+    costs: dict[int, tuple[int, float]]  # seed -> training images, optimizer seconds
+    cpu: str  # what the seconds were measured on
 
     def values(self, metric: str) -> list[float]:
         return [self.seeds[s][metric].value for s in sorted(self.seeds)]
@@ -47,6 +50,10 @@ class Confirmed:
 
     def sd(self, metric: str) -> float:
         return statistics.stdev(self.values(metric)) if len(self.seeds) > 1 else float("nan")
+
+    def mean_cost(self, index: int) -> float:
+        """The mean training images (0) or optimizer seconds (1) of one training."""
+        return statistics.mean(cost[index] for cost in self.costs.values())
 
     def interval(self, metric: str) -> tuple[float, float]:
         """The 95% t-interval of the mean over seeds: how far the seed mean itself may be off."""
@@ -72,8 +79,8 @@ def top_trials(study: optuna.Study, top: int) -> list[FrozenTrial]:
 
 def seed_runs(client: MlflowClient, trial: FrozenTrial, confirm_runs: list[Run]) -> dict[int, Run]:
     """The finished runs of the trial's configuration, by seed: its own run and, among
-    confirm's (`records.confirm_runs`), the trial's."""
-    own = client.get_run(trial.user_attrs["mlflow_run_id"])
+    confirm's (`records.seed_runs`), the trial's."""
+    own = client.get_run(trial.user_attrs[MLFLOW_RUN_ID])
     found = {int(own.data.params["seed"]): own}
     for run in confirm_runs:
         if records.trial_number(run) == trial.number:
@@ -82,14 +89,17 @@ def seed_runs(client: MlflowClient, trial: FrozenTrial, confirm_runs: list[Run])
 
 
 def confirmed(client: MlflowClient, trial: FrozenTrial, confirm_runs: list[Run]) -> Confirmed:
-    runs = seed_runs(client, trial, confirm_runs)
+    runs = dict(sorted(seed_runs(client, trial, confirm_runs).items()))
     return Confirmed(trial.number, trial.params, trial.value,
-                     {seed: records.accuracies_of(run) for seed, run in sorted(runs.items())})
+                     {seed: records.accuracies_of(run) for seed, run in runs.items()},
+                     {seed: (records.images_of(run), run.data.metrics.get(records.TRAIN_SECONDS, float("nan")))
+                      for seed, run in runs.items()},
+                     ", ".join(sorted({run.data.params.get(records.CPU, "a CPU not recorded") for run in runs.values()})))
 
 
 def confirmed_trials(client: MlflowClient, study: optuna.Study) -> list[Confirmed]:
     """Every trial with confirm runs, best mean validation accuracy first (what the report reads)."""
-    runs = records.confirm_runs(client, study.study_name)
+    runs = records.seed_runs(client, study.study_name, records.CONFIRM)
     numbers = {records.trial_number(run) for run in runs}
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.number in numbers]
     return by_mean_validation([confirmed(client, t, runs) for t in trials])
@@ -101,30 +111,21 @@ def by_mean_validation(found: list[Confirmed]) -> list[Confirmed]:
 
 def confirm(
     client: MlflowClient, spec: Spec, study: optuna.Study, mnist: Mnist, backend: Backend, top: int, seeds: int,
-    on_seed: Callable[[int, int, TrainResult], None], on_step: Callable | None = None,
+    on_seed: Callable[[int | None, int, TrainResult], None], on_step: Callable | None = None,
+    say: Callable[[str], None] = print,
 ) -> list[Confirmed]:
     """Train each of the `top` trials' configurations with the seeds 0..seeds-1 it lacks, one
     seed for every configuration before the next seed; the configurations, best mean
     validation accuracy first. `on_seed(trial number, seed, result)` follows each training;
     `on_step`: see `sweep.train.train`."""
-    from sweep.train import train
+    from sweep.seeds import train_seeds  # training needs TensorFlow; the report reads confirm's runs without it
 
     trials = top_trials(study, top)
-    recorded = records.confirm_runs(client, spec.name)
+    recorded = records.seed_runs(client, spec.name, records.CONFIRM)
     have = {t.number: seed_runs(client, t, recorded) for t in trials}
-    parent_id = records.confirm_run(client, spec)
-    try:
-        for seed in range(seeds):  # in rounds: stopped at any point, the configurations differ by one seed at most
-            for trial in trials:
-                if seed in have[trial.number]:
-                    continue
-                config = records.config_of(have[trial.number][min(have[trial.number])])
-                seeded = replace(config, seed=seed)
-                with records.confirm_seed_run(client, spec, parent_id, trial.number, seeded, mnist, backend.params()) as run:
-                    result = train(seeded, mnist, backend, on_eval=run.log_curve_point, on_step=on_step)
-                    run.log_result(result)
-                on_seed(trial.number, seed, result)
-    finally:
-        client.set_terminated(parent_id, status="FINISHED")
-    recorded = records.confirm_runs(client, spec.name)  # now with the seeds trained here
+    jobs = [(t.number, replace(records.config_of(have[t.number][min(have[t.number])]), seed=seed))
+            for seed in range(seeds) for t in trials  # in rounds: stopped at any point, they differ by one seed at most
+            if seed not in have[t.number]]
+    train_seeds(client, spec, records.CONFIRM, jobs, mnist, backend, on_seed, on_step, say)
+    recorded = records.seed_runs(client, spec.name, records.CONFIRM)  # now with the seeds trained here
     return by_mean_validation([confirmed(client, t, recorded) for t in trials])

@@ -3,33 +3,45 @@ and how to browse the results. (sweep/cli.py decides what to say; this says it.)
 
 from __future__ import annotations
 
+import os
 import time
 
+import optuna
+from mlflow import MlflowClient
+from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from sweep import records
+from sweep.attrs import FAILURE, MLFLOW_RUN_ID, PRUNED, RESUMED, SURPLUS, TRAIN_IMAGES, TRAIN_SECONDS
 from sweep.config import CurvePoint, TrainResult
 from sweep.stats import Accuracy
 
 
-def accuracy(trial, name: str) -> str:
-    """A trial's accuracy as recorded in its user attributes (counts; studies begun before
-    commit cb2a94d kept it as text), fit to print."""
-    value = trial.user_attrs[name]
-    return value if isinstance(value, str) else str(Accuracy(*value))
-
-
-def trial_line(trial) -> str:
-    """One summary line per finished trial, with the MLflow run id that `reproduce` takes."""
-    params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+def trial_line(trial: FrozenTrial, accuracies: dict[str, Accuracy] | None) -> str:
+    """One summary line per finished trial (`accuracies`: its run's, when it completed), with
+    the MLflow run id that `reproduce` takes."""
+    params = " ".join(f"{k}={'none' if v is None else f'{v:.3g}' if isinstance(v, float) else v}" for k, v in trial.params.items())
     head = f"trial {trial.number:4d}  {params}"
     a = trial.user_attrs
-    run = f"  run {a['mlflow_run_id']}" if "mlflow_run_id" in a else ""
+    run = f"  run {a[MLFLOW_RUN_ID]}" if MLFLOW_RUN_ID in a else ""
+    resumed = f"  (resumed at step {a[RESUMED]['step']})" if RESUMED in a else ""
     if trial.state.name == "PRUNED":
-        return f"{head}  pruned at {a['pruned']['at']}, val {Accuracy(*a['pruned']['val'])}{run}"
-    if trial.value is None:
-        return f"{head}  {trial.state.name.lower()}: {a.get('failure', 'see its MLflow run')}{run}"
-    return (f"{head}  val {accuracy(trial, 'val_accuracy')}  test {accuracy(trial, 'test_accuracy')}  "
-            f"first128 {accuracy(trial, 'test_accuracy_first128')}  {a['train_seconds']:.0f}s{run}")
+        return f"{head}  pruned at {a[PRUNED]['at']}, val {Accuracy(*a[PRUNED]['val'])}{resumed}{run}"
+    if accuracies is None:
+        return f"{head}  {trial.state.name.lower()}: {a.get(FAILURE, 'see its MLflow run')}{run}"
+    return (f"{head}  val {accuracies['val_accuracy']}  test {accuracies['test_accuracy']}  "
+            f"first128 {accuracies['test_accuracy_first128']}  {images(a[TRAIN_IMAGES])} images  "
+            f"{a[TRAIN_SECONDS]:.0f}s{resumed}{run}")
+
+
+def best_line(trial: FrozenTrial, accuracies: dict[str, Accuracy]) -> str:
+    return (f"best on validation: trial {trial.number}, val {accuracies['val_accuracy']}, test {accuracies['test_accuracy']}, "
+            f"first 128 test images {accuracies['test_accuracy_first128']}")
+
+
+def images(count: float) -> str:
+    """A count of training images as people read it: 2,201,600 -> "2.20 M", 7,680 -> "7.7 k"."""
+    return f"{count / 1e6:.2f} M" if count >= 1e5 else f"{count / 1e3:.1f} k"
 
 
 def seed_line(result: TrainResult) -> str:
@@ -39,13 +51,14 @@ def seed_line(result: TrainResult) -> str:
             f"{result.train_seconds:.0f}s")
 
 
-def time_line(wall: float, training: float, workers: int) -> str:
+def time_line(wall: float, training: float, trained_images: int, workers: int, cpu: str) -> str:
     """Where this run's time went: optimizer steps versus everything else (start-up, data,
-    evaluation, Optuna and MLflow bookkeeping, saving models, the report)."""
+    evaluation, Optuna and MLflow bookkeeping, saving models, the report). Minutes depend on
+    the CPU; training images do not."""
     share = training / (wall * workers)
     of = "the wall time" if workers == 1 else f"{workers} workers x the wall time"
-    return (f"time: {wall / 60:.1f} min wall; training {training / 60:.1f} min = {100 * share:.1f}% of {of}, "
-            f"everything else {100 * (1 - share):.1f}%")
+    return (f"time: {wall / 60:.1f} min wall on {cpu}; training {images(trained_images)} images in "
+            f"{training / 60:.1f} min = {100 * share:.1f}% of {of}, everything else {100 * (1 - share):.1f}%")
 
 
 def browse_line(tracking_uri: str, shown_uri: str, experiment_id: str) -> str:
@@ -78,28 +91,47 @@ class StepBar:
 
 class SweepProgress:
     """A bar over the study's trials (under --timeout, over its time budget, which is what ends
-    it), and below it the running trial's steps."""
+    it), below it the running trial's steps, and above them a line per finished trial."""
 
-    def __init__(self, name: str, target: int, finished: int, timeout: float | None):
-        self.name, self.target, self.timeout, self.started = name, target, timeout, time.monotonic()
-        self.finished, self.best, self.number, self.trial = finished, "", None, StepBar("")
+    def __init__(self, study: optuna.Study, client: MlflowClient, target: int, timeout: float | None):
+        from sweep.workers import finished_trials
+
+        self.study, self.client, self.target, self.timeout, self.started = study, client, target, timeout, time.monotonic()
+        self.finished = finished_trials
+        self.number, self.trial = None, StepBar("")
+        self.seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
         if timeout is None:
-            self.bar = tqdm(total=target, initial=min(finished, target), desc=name, unit="trial", dynamic_ncols=True)
+            done = min(self.finished(study), target)
+            self.bar = tqdm(total=target, initial=done, desc=study.study_name, unit="trial", dynamic_ncols=True)
         else:
-            self.bar = tqdm(total=timeout, desc=name, dynamic_ncols=True,
+            self.bar = tqdm(total=timeout, desc=study.study_name, dynamic_ncols=True,
                             bar_format="{desc} |{bar}| {elapsed} of the {total:.0f} s budget{postfix}")
         self.show()
 
-    def show(self, finished: int | None = None, best: str | None = None) -> None:
-        self.finished, self.best = finished if finished is not None else self.finished, best or self.best
-        trials = f"{min(self.finished, self.target)}/{self.target} trials"
+    def show(self) -> None:
+        finished = min(self.finished(self.study), self.target)
+        best = f"best val {100 * self.study.best_value:.2f}%" if self.study.best_trials else ""
         if self.timeout is None:
-            self.bar.n = min(self.finished, self.target)
-            self.bar.set_postfix_str(self.best, refresh=False)
+            self.bar.n = finished
+            self.bar.set_postfix_str(best, refresh=False)
         else:
             self.bar.n = min(time.monotonic() - self.started, self.timeout)
-            self.bar.set_postfix_str(", ".join(filter(None, [trials, self.best])), refresh=False)
+            self.bar.set_postfix_str(", ".join(filter(None, [f"{finished}/{self.target} trials", best])), refresh=False)
         self.bar.refresh()
+
+    def trial_done(self, trial: FrozenTrial) -> None:
+        """A trial of this process ended: its line, and the bar moves."""
+        self.seen.add(trial.number)
+        complete = trial.state == TrialState.COMPLETE
+        self.write(trial_line(trial, records.final_accuracies(self.client, trial.user_attrs[MLFLOW_RUN_ID]) if complete else None))
+        self.show()
+
+    def poll(self) -> None:
+        """--n-jobs: the lines of trials the workers ended since the last look."""
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+            if trial.number not in self.seen and not trial.user_attrs.get(SURPLUS):
+                self.trial_done(trial)
+        self.show()
 
     def step(self, number: int, done: int, steps: int, last: CurvePoint | None) -> None:
         if number != self.number:
@@ -117,3 +149,36 @@ class SweepProgress:
     def close(self) -> None:
         self.trial.close()
         self.bar.close()
+
+
+def quiet_libraries(tensorflow: bool = True) -> None:
+    """Our own lines say what happened; the libraries' start-up chatter would bury them."""
+    import logging
+    import warnings
+
+    if tensorflow:
+        quiet_tensorflow()
+    import mlflow  # noqa: F401  (sets its loggers' levels when imported: import it before setting them)
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed and pruned trials get our own line
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ side logs at load time before any log level applies, and again when it
+    first looks for GPUs, so stderr is closed for the length of both (Python errors still show:
+    it is restored first)."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow
+
+        tensorflow.config.list_physical_devices("GPU")  # probing for CUDA logs errors when there is none
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)

@@ -26,6 +26,7 @@ FILES: dict[str, tuple[int, tuple[int, ...], str]] = {
 }
 TEST_IMAGES = FILES["t10k-labels-idx1-ubyte"][1][0]  # 10,000: "all test images"
 VALIDATION_SIZE = 5000  # input_data.read_data_sets(validation_size=5000): the first 5,000
+TRAIN_SIZE = FILES["train-labels-idx1-ubyte"][1][0] - VALIDATION_SIZE  # 55,000: the training split
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from types import ModuleType
 
 import tensorflow as tf
 
+from sweep.config import cpu_model, cpuinfo
 from sweep.errors import SweepError
 
 SOURCE = Path(__file__).with_name("lstm_op.cc")
@@ -31,15 +31,6 @@ def _compiler() -> str:
     return os.environ.get("CXX", "c++")
 
 
-def _cpuinfo(field: str) -> str:
-    """A field of /proc/cpuinfo's first processor ("" where there is none)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    return next((line.split(":", 1)[1].strip() for line in lines if line.split(":")[0].strip() == field), "")
-
-
 @functools.cache
 def build_info() -> dict[str, str]:
     """What the op's arithmetic depends on besides its source (which the git commit pins): the
@@ -48,14 +39,14 @@ def build_info() -> dict[str, str]:
         version = subprocess.run([_compiler(), "--version"], capture_output=True, text=True).stdout.partition("\n")[0]
     except OSError:
         version = f"{_compiler()} (not found)"
-    return {"lstm_op.compiler": version, "lstm_op.cpu": _cpuinfo("model name") or platform.machine()}
+    return {"lstm_op.compiler": version, "lstm_op.cpu": cpu_model()}
 
 
 def _build() -> Path:
     """Compile lstm_op.cc into the cache, unless this source, TensorFlow, compiler and CPU
     already have a library there."""
     compiler, compile_flags, link_flags = _compiler(), tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags()
-    key = "\n".join([SOURCE.read_text(), tf.__version__, *build_info().values(), _cpuinfo("flags"), *FLAGS, *compile_flags])
+    key = "\n".join([SOURCE.read_text(), tf.__version__, *build_info().values(), cpuinfo("flags"), *FLAGS, *compile_flags])
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lstm-mnist-sweep"
     library = cache / f"lstm_op-{hashlib.sha256(key.encode()).hexdigest()[:16]}.so"
     if library.exists():

@@ -138,3 +138,18 @@ def choose_backend(requested: str, gpus: list | None = None, say: Callable[[str]
         say(f"lstm backend: keras ({e}; keras.layers.LSTM trains the same model at ~0.7x the native op's speed)")
         return Backend("keras", chains)
     return Backend("native", chains)
+
+
+def resumed_backend(recorded: tuple[str, int], backend: Backend, say: Callable[[str], None]) -> Backend:
+    """The backend and chain count a checkpoint was trained with (they decide its rounding), so
+    that a resumed training continues as it began; where that backend cannot run here,
+    `backend`, with one line saying so."""
+    wanted = Backend(*recorded)
+    if wanted == backend:
+        return backend
+    try:
+        usable(wanted.name)
+    except SweepError:
+        say(f"the checkpoint was trained with the {wanted.name} backend, which cannot run here; continuing on {backend.name}")
+        return backend
+    return wanted

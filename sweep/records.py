@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import platform
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +25,13 @@ import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 
-from sweep.config import CurvePoint, TrainConfig, TrainResult
-from sweep.data import Mnist
-from sweep.errors import SweepError, TrainingStopped
+from sweep.checkpoint import Checkpoint, CheckpointError
+from sweep.config import CurvePoint, TrainConfig, TrainResult, cpu_model
+from sweep.data import TRAIN_SIZE, Mnist
+from sweep.errors import SweepError, TrainingDiverged, TrainingStopped
 from sweep.spec import Spec
 from sweep.stats import Accuracy
 from sweep.stores import mask_url
@@ -43,8 +46,14 @@ REPRODUCES, REPRODUCED = "sweep.reproduces", "sweep.reproduced"
 GIT_COMMIT = "sweep.git_commit"  # the tool's commit, on every run about a configuration
 DATA_DIR = "sweep.data_dir"  # where MNIST was read (absent: downloaded)
 NOTE = MLFLOW_RUN_NOTE  # the run's or experiment's description in the UI
+CHECKPOINT = "sweep.checkpoint"  # the artifact path of the run's latest checkpoint, while it has one
+CHECKPOINTS = "checkpoint"  # the artifact folder that holds it
+RESUMED_FROM, RESUMED_AT = "sweep.resumed_from", "sweep.resumed_at"  # the run whose checkpoint it continued, and where
+WARM_START = "sweep.warm_start"  # "<study>#<trial>": where an enqueued configuration came from
+CPU = "cpu"  # param: the CPU's model name (minutes and the last bits of weights depend on it)
 ACCURACIES = ("val_accuracy", "test_accuracy", "test_accuracy_first128")  # validation chooses; test reports
-BEST_METRICS = (*ACCURACIES, "train_seconds")
+TRAIN_SECONDS, TRAIN_IMAGES = "train_seconds", "train_images"  # so far, at each curve point; in all, at the last
+BEST_METRICS = (*ACCURACIES, TRAIN_SECONDS, TRAIN_IMAGES)
 
 
 @functools.cache
@@ -69,6 +78,7 @@ def environment(md5: dict[str, str], backend: dict[str, str]) -> dict[str, str]:
 
     env = {f"version.{m.__name__}": m.__version__ for m in (tensorflow, keras, numpy, optuna, mlflow)}
     env["version.python"] = platform.python_version()
+    env[CPU] = cpu_model()
     env.update(backend)
     env.update({f"mnist_md5.{name}": digest for name, digest in md5.items()})
     return env
@@ -86,6 +96,13 @@ def config_of(run: Run) -> TrainConfig:
     return TrainConfig(**{k: None if params[k] == "None" else types[k](params[k]) for k in types if k in params})
 
 
+def images_of(run: Run) -> int:
+    """Training images one training of the run's configuration goes through (steps x batch),
+    from its params: runs logged before the metric existed have them too."""
+    config = config_of(run)
+    return config.images(min(config.train_limit or TRAIN_SIZE, TRAIN_SIZE))
+
+
 def accuracy_metrics(accuracies: dict[str, Accuracy]) -> dict[str, float]:
     """Each accuracy as metrics: its value, the counts behind it and its 95% interval."""
     values = {}
@@ -94,6 +111,12 @@ def accuracy_metrics(accuracies: dict[str, Accuracy]) -> dict[str, float]:
         values.update({name: acc.value, f"{name}_correct": acc.correct, f"{name}_total": acc.total})
         values.update({f"{name}_ci95_low": low, f"{name}_ci95_high": high})
     return values
+
+
+def final_accuracies(client: MlflowClient, run_id: str) -> dict[str, Accuracy]:
+    """A finished run's final accuracies: the one record of them (Optuna keeps only the
+    validation accuracy, as the trial's value)."""
+    return accuracies_of(client.get_run(run_id))
 
 
 def accuracies_of(run: Run) -> dict[str, Accuracy]:
@@ -115,11 +138,14 @@ def model_signature():
                           outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10))]))
 
 
-class TrialRun:
-    """One configuration's MLflow run, written to as it trains."""
+class ConfigRun:
+    """One configuration's MLflow run (a trial's, a seed's or a reproduction's), written to as
+    it trains, with its latest checkpoint as an artifact that every worker can read."""
 
-    def __init__(self, client: MlflowClient, experiment_id: str, run_id: str):
+    def __init__(self, client: MlflowClient, experiment_id: str, run_id: str, resumed_from: str | None = None):
         self.client, self.experiment_id, self.run_id = client, experiment_id, run_id
+        self.resumed_from = resumed_from  # the run holding the checkpoint this one continued, if any
+        self.checkpoint: str | None = None  # the artifact path of this run's latest checkpoint
         self._logged: set[tuple[str, int, float]] = set()  # the last curve point is also a final metric
 
     def _log(self, values: dict[str, float], step: int) -> None:
@@ -130,7 +156,7 @@ class TrialRun:
 
     def log_curve_point(self, p: CurvePoint) -> None:
         values = {"val_accuracy": p.val.value, "val_accuracy_total": p.val.total}  # the total: see curve_val_limit
-        self._log({**values, "train_loss": p.train_loss, "train_seconds": p.train_seconds}, p.point)
+        self._log({**values, "train_loss": p.train_loss, TRAIN_SECONDS: p.train_seconds, TRAIN_IMAGES: p.train_images}, p.point)
 
     def log_accuracies(self, accuracies: dict[str, Accuracy], step: int) -> None:
         self._log(accuracy_metrics(accuracies), step)
@@ -139,8 +165,44 @@ class TrialRun:
         """The final metrics, at the last curve point's step, then the model, which MLflow links
         to the metrics logged at that step (so the Models tab compares trials)."""
         self.log_accuracies(result.accuracies, result.last_point)
-        self._log({"train_seconds": result.train_seconds, "samples_per_second": result.samples_per_second}, result.last_point)
+        self._log({TRAIN_SECONDS: result.train_seconds, TRAIN_IMAGES: result.train_images,
+                   "samples_per_second": result.samples_per_second}, result.last_point)
         self.log_model(result.model, result.last_point)
+
+    def log_resumed(self, holder: str, checkpoint: Checkpoint) -> None:
+        """Say that this run continues `holder`'s checkpoint, and log the curve up to it, so the
+        run shows one unbroken curve."""
+        last = checkpoint.curve[-1].point if checkpoint.curve else None
+        where = f"step {checkpoint.step}" + (f" (after {checkpoint.config.point_name(last)})" if last is not None else "")
+        self.client.log_batch(self.run_id, tags=[RunTag(RESUMED_FROM, holder), RunTag(RESUMED_AT, str(checkpoint.step)),
+                                                 RunTag(NOTE, f"Resumed at {where} from the checkpoint of run {holder}.")])
+        for point in checkpoint.curve:
+            self.log_curve_point(point)
+        self.resumed_from = holder
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Upload the checkpoint under a new name, point the tag at it, then delete the one it
+        replaces: a worker dying at any moment leaves a tag naming a complete checkpoint."""
+        name = f"step-{checkpoint.step:09d}.npz"
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / name).write_bytes(checkpoint.to_bytes())
+            self.client.log_artifact(self.run_id, str(Path(tmp) / name), CHECKPOINTS)
+        previous, self.checkpoint = self.checkpoint, f"{CHECKPOINTS}/{name}"
+        self.client.set_tag(self.run_id, CHECKPOINT, self.checkpoint)
+        if previous is not None and previous != self.checkpoint:
+            self._artifacts.delete_artifacts(previous)
+        elif previous is None and self.resumed_from is not None:  # the checkpoint this run continued is superseded
+            delete_checkpoints(self.client, self.resumed_from)
+
+    def discard_checkpoints(self) -> None:
+        """The training ended for good (finished, pruned or diverged): no checkpoint of it stays."""
+        for run_id in filter(None, (self.run_id if self.checkpoint else None, self.resumed_from)):
+            delete_checkpoints(self.client, run_id)
+        self.checkpoint = None
+
+    @functools.cached_property
+    def _artifacts(self):
+        return get_artifact_repository(self.client.get_run(self.run_id).info.artifact_uri, tracking_uri=self.client.tracking_uri)
 
     def log_model(self, model, step: int) -> str:
         """The model as an MLflow model (Keras flavour) named `model`; its id (models:/<id>).
@@ -166,6 +228,31 @@ class TrialRun:
         self.client.set_tag(original.info.run_id, REPRODUCED, f"{verdict} ({mode}, run {self.run_id})")
 
 
+def delete_checkpoints(client: MlflowClient, run_id: str) -> None:
+    """Delete a run's checkpoints and the tag that names them."""
+    run = client.get_run(run_id)
+    if CHECKPOINT in run.data.tags:
+        client.delete_tag(run_id, CHECKPOINT)
+    get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri).delete_artifacts(CHECKPOINTS)
+
+
+def find_checkpoint(client: MlflowClient, run_id: str) -> tuple[str, Checkpoint] | None:
+    """The latest checkpoint of a run's training: its own, else (if it stopped before writing
+    one) that of the run it resumed from, and so on back. With the run that holds it. Raises
+    CheckpointError if the named checkpoint cannot be read."""
+    while run_id:
+        run = client.get_run(run_id)
+        if (path := run.data.tags.get(CHECKPOINT)) is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    local = client.download_artifacts(run_id, path, tmp)
+                except (MlflowException, OSError) as e:
+                    raise CheckpointError(f"run {run_id}'s checkpoint {path} cannot be read ({type(e).__name__})") from None
+                return run_id, Checkpoint.from_bytes(Path(local).read_bytes())
+        run_id = run.data.tags.get(RESUMED_FROM)
+    return None
+
+
 def mark_failed(client: MlflowClient, run_id: str, reason: str, status: str = "FAILED") -> None:
     """Close a run as a failed trial, saying why (FAILED, or KILLED when stopped from outside)."""
     client.log_batch(run_id, tags=[RunTag(FAILURE, reason[:5000]), RunTag(TRIAL_STATE, "FAIL")])
@@ -176,7 +263,7 @@ def mark_failed(client: MlflowClient, run_id: str, reason: str, status: str = "F
 def config_run(
     client: MlflowClient, experiment_id: str, name: str, config: TrainConfig, data: Mnist, backend: dict[str, str],
     tags: dict[str, str],
-) -> Iterator[TrialRun]:
+) -> Iterator[ConfigRun]:
     """A run about one configuration (a trial, a seed, or a reproduction), its params logged
     first: FINISHED if the body returns, FAILED or KILLED (reason in the tag `sweep.failure`)
     if it raises."""
@@ -185,16 +272,21 @@ def config_run(
     run_id = run.info.run_id
     params = {**config_params(config), **environment(data.md5, backend)}
     client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+    record = ConfigRun(client, experiment_id, run_id)
     try:
-        yield TrialRun(client, experiment_id, run_id)
+        yield record
     except optuna.TrialPruned as e:
+        record.discard_checkpoints()
         client.log_batch(run_id, tags=[RunTag(TRIAL_STATE, "PRUNED"), RunTag(PRUNED, str(e))])
         client.set_terminated(run_id, status="KILLED")  # stopped early, on purpose; the partial curve stays
         raise
     except BaseException as e:
+        if isinstance(e, TrainingDiverged):  # nothing to resume
+            record.discard_checkpoints()
         reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
         mark_failed(client, run_id, reason, "KILLED" if isinstance(e, (KeyboardInterrupt, TrainingStopped)) else "FAILED")
         raise
+    record.discard_checkpoints()
     client.log_batch(run_id, tags=[RunTag(TRIAL_STATE, "COMPLETE")])
     client.set_terminated(run_id, status="FINISHED")
 
@@ -223,12 +315,6 @@ def study_names(client: MlflowClient) -> list[str]:
     return sorted({run.data.tags[STUDY_NAME] for run in found})
 
 
-def study_run(client: MlflowClient, study_name: str) -> Run | None:
-    """The study's parent run: the oldest, if workers starting together made several."""
-    found = runs_of(client, study_name, STUDY, order_by=["attributes.start_time ASC"], max_results=1)
-    return found[0] if found else None
-
-
 def trial_runs(client: MlflowClient, study_name: str, number: int | None = None) -> list[Run]:
     """The study's trial runs (of one trial number, newest first, when given)."""
     where = "" if number is None else f"tags.`{TRIAL_NUMBER}` = '{number}'"
@@ -248,49 +334,63 @@ def trial_number(run: Run) -> int:
     return int(run.data.tags[TRIAL_NUMBER])
 
 
-def baseline_runs(client: MlflowClient, study_name: str) -> list[Run]:
-    """The finished seed runs of a study's baseline, by seed."""
-    runs = runs_of(client, study_name, BASELINE_SEED, "attributes.status = 'FINISHED'")
-    return sorted(runs, key=lambda r: int(r.data.params["seed"]))
+def parent_run(client: MlflowClient, study_name: str, role: str) -> Run | None:
+    """The study's parent run in `role` (STUDY, BASELINE or CONFIRM): the oldest, if workers
+    starting together made several."""
+    found = runs_of(client, study_name, role, order_by=["attributes.start_time ASC"], max_results=1)
+    return found[0] if found else None
 
 
-def parent_run(client: MlflowClient, spec: Spec, role: str, note: str) -> str:
-    """The id of the study's parent run in `role` (named after it), created on first use,
-    marked RUNNING."""
-    found = runs_of(client, spec.name, role, max_results=1)
-    if found:
-        run_id = found[0].info.run_id
-        client.update_run(run_id, status="RUNNING")
-        return run_id
-    return client.create_run(experiment_id(client, spec), run_name=role, tags={ROLE: role, NOTE: note}).info.run_id
+def open_parent_run(client: MlflowClient, spec: Spec, role: str, name: str, note: str,
+                    params: dict[str, str] | None = None) -> str:
+    """The id of the study's parent run in `role`, marked RUNNING; created on first use with
+    these params. Race-safe: of runs created at once by several workers, the oldest is kept."""
+    found = parent_run(client, spec.name, role)
+    if found is not None:
+        client.update_run(found.info.run_id, status="RUNNING")
+        return found.info.run_id
+    run = client.create_run(experiment_id(client, spec), run_name=name, tags={ROLE: role, STUDY_NAME: spec.name, NOTE: note})
+    if params:
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    first = parent_run(client, spec.name, role).info.run_id
+    if first != run.info.run_id:
+        client.delete_run(run.info.run_id)
+    return first
 
 
-def baseline_run(client: MlflowClient, spec: Spec) -> str:
-    note = f"The study's baseline (trial 0's configuration) trained with seeds 0, 1, 2, ... ({spec.name})."
-    return parent_run(client, spec, BASELINE, note)
+SEED_ROLES = {BASELINE: BASELINE_SEED, CONFIRM: CONFIRM_SEED}  # a parent's role -> its seed runs' role
+SEED_NOTES = {
+    BASELINE: "The study's baseline (trial 0's configuration) trained with seeds 0, 1, 2, ... ({study}).",
+    CONFIRM: "The study's top trials by validation accuracy, each trained again with seeds 0, 1, 2, ...; "
+             "`python sweep.py confirm` chooses among them on mean validation accuracy ({study}).",
+}
 
 
-def confirm_run(client: MlflowClient, spec: Spec) -> str:
-    note = (f"The study's top trials by validation accuracy, each trained again with seeds 0, 1, 2, ...; "
-            f"`python sweep.py confirm` chooses among them on mean validation accuracy ({spec.name}).")
-    return parent_run(client, spec, CONFIRM, note)
+def seed_runs(client: MlflowClient, study_name: str, role: str, status: str = "FINISHED") -> list[Run]:
+    """The seed runs under the study's `role` parent (BASELINE or CONFIRM) with this status,
+    by trial number (confirm's) and seed."""
+    runs = runs_of(client, study_name, SEED_ROLES[role], f"attributes.status = '{status}'")
+    return sorted(runs, key=lambda r: (int(r.data.tags.get(TRIAL_NUMBER, -1)), int(r.data.params["seed"])))
 
 
-def confirm_runs(client: MlflowClient, study_name: str) -> list[Run]:
-    """The finished seed runs of `confirm`, every trial's."""
-    return runs_of(client, study_name, CONFIRM_SEED, "attributes.status = 'FINISHED'")
+def seed_run(client: MlflowClient, spec: Spec, parent_id: str, role: str, number: int | None, config: TrainConfig,
+             data: Mnist, backend: dict[str, str]):
+    """A run of one configuration with one seed, nested under the `role` parent: the
+    baseline's (`baseline-seed-S`), or a trial's for confirm (`trial-NNNN-seed-S`)."""
+    tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: SEED_ROLES[role], STUDY_NAME: spec.name}
+    if number is not None:
+        tags[TRIAL_NUMBER] = str(number)
+    name = f"{role}-seed-{config.seed}" if number is None else f"trial-{number:04d}-seed-{config.seed}"
+    return config_run(client, experiment_id(client, spec), name, config, data, backend, tags)
 
 
-def confirm_seed_run(client: MlflowClient, spec: Spec, parent_id: str, number: int, config: TrainConfig, data: Mnist,
-                     backend: dict[str, str]):
-    tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: CONFIRM_SEED, STUDY_NAME: spec.name, TRIAL_NUMBER: str(number)}
-    return config_run(client, experiment_id(client, spec), f"trial-{number:04d}-seed-{config.seed}", config, data,
-                      backend, tags)
-
-
-def baseline_seed_run(client: MlflowClient, spec: Spec, parent_id: str, config: TrainConfig, data: Mnist, backend: dict[str, str]):
-    tags = {MLFLOW_PARENT_RUN_ID: parent_id, ROLE: BASELINE_SEED, STUDY_NAME: spec.name}
-    return config_run(client, experiment_id(client, spec), f"baseline-seed-{config.seed}", config, data, backend, tags)
+def stopped_seed_runs(client: MlflowClient, study_name: str, role: str, number: int | None, seed: int) -> list[Run]:
+    """Runs of this seed (of this trial, for confirm) that were stopped before their end, newest
+    first: where a checkpoint to resume from may be."""
+    where = f"attributes.status = 'KILLED' and params.seed = '{seed}'"
+    if number is not None:
+        where += f" and tags.`{TRIAL_NUMBER}` = '{number}'"
+    return runs_of(client, study_name, SEED_ROLES[role], where, order_by=["attributes.start_time DESC"])
 
 
 def reproduction_run(client: MlflowClient, original: Run, config: TrainConfig, data: Mnist, backend: dict[str, str], mode: str):
@@ -309,28 +409,21 @@ class StudyTracker:
         self.parent_id = self._parent_run(storage_url)
 
     def _parent_run(self, storage_url: str) -> str:
-        found = study_run(self.client, self.spec.name)
-        if found:
-            self.client.update_run(found.info.run_id, status="RUNNING")
-            return found.info.run_id
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"study-{self.spec.name}",
-            tags={ROLE: STUDY, STUDY_NAME: self.spec.name, NOTE: self.spec.description},
-        )
         params = {"optuna.storage": mask_url(storage_url), "sampler": self.spec.sampler, "sampler_seed": self.spec.sampler_seed}
         params.update({f"fixed.{k}": v for k, v in config_params(self.spec.fixed).items() if k not in self.spec.search})
-        params.update({f"search.{p.name}": f"{p.type} [{p.low}, {p.high}]{' log' if p.log else ''}" for p in self.spec.search.values()})
-        self.client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-        self.client.log_text(run.info.run_id, self.spec.source, "study.toml")
-        first = study_run(self.client, self.spec.name).info.run_id  # workers starting together may each have made one
-        if first != run.info.run_id:
-            self.client.delete_run(run.info.run_id)
-        return first
+        params.update({f"search.{p.name}": str(p) for p in self.spec.search.values()})
+        run_id = open_parent_run(self.client, self.spec, STUDY, f"study-{self.spec.name}", self.spec.description, params)
+        if not self.client.list_artifacts(run_id, "study.toml"):
+            self.client.log_text(run_id, self.spec.source, "study.toml")
+        return run_id
 
-    def trial_run(self, number: int, config: TrainConfig, data: Mnist, backend: dict[str, str]):
-        """The trial's run, nested under the study's parent run."""
+    def trial_run(self, number: int, config: TrainConfig, data: Mnist, backend: dict[str, str],
+                  warm_start: dict | None = None):
+        """The trial's run, nested under the study's parent run (`warm_start`: the other study's
+        trial it was enqueued from, if any)."""
         tags = {MLFLOW_PARENT_RUN_ID: self.parent_id, ROLE: TRIAL, STUDY_NAME: self.spec.name, TRIAL_NUMBER: str(number)}
+        if warm_start is not None:
+            tags[WARM_START] = f"{warm_start['study']}#{warm_start['trial']}"
         return config_run(self.client, self.experiment_id, f"trial-{number:04d}", config, data, backend, tags)
 
     def record_best(self, number: int, params: dict, run_id: str) -> None:
@@ -352,7 +445,7 @@ class StudyTracker:
 def log_report(client: MlflowClient, study_name: str, folder: Path, summary: list[str]) -> None:
     """The report as artifacts (`report/`) of the study's parent run, whose description becomes
     what the study is and where it stands against the claim."""
-    parent = study_run(client, study_name)
+    parent = parent_run(client, study_name, STUDY)
     if parent is None:
         return
     client.log_artifacts(parent.info.run_id, str(folder), artifact_path="report")

@@ -8,6 +8,7 @@ import random
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -18,8 +19,10 @@ import sqlalchemy
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial
 
+from sweep.attrs import SPEC
 from sweep.config import GRACE_PERIOD, HEARTBEAT_INTERVAL
 from sweep.errors import SweepError
+from sweep.spec import Spec, parse_spec
 
 T = TypeVar("T")
 SERVERS = ("postgresql", "mysql", "mssql")  # database servers, as SQLAlchemy names them
@@ -141,3 +144,25 @@ def load_study(study_name: str, storage_url: str) -> optuna.Study:
     if study_name not in {s.study_name for s in storage.get_all_studies()}:
         raise SweepError(f"no study '{study_name}' in Optuna storage {mask_url(storage_url)} (see --storage, --study-name)")
     return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def the_study(name: str | None, storage_url: str) -> str:
+    """The study meant: the one named, else the storage's only one."""
+    if name:
+        return name
+    names = study_names(storage_url)
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise SweepError("the Optuna storage holds no study yet: run a sweep first (see --storage)")
+    raise SweepError(f"the Optuna storage holds {len(names)} studies ({', '.join(names)}): pick one with --study-name")
+
+
+def kept_spec(name: str | None, storage_url: str) -> Spec:
+    """The spec a study (`name`, else the storage's only one) was created from, kept in the
+    Optuna storage, under the study's name."""
+    name = the_study(name, storage_url)
+    source = load_study(name, storage_url).user_attrs.get(SPEC)
+    if source is None:
+        raise SweepError(f"study '{name}' keeps no study file; give it with --study")
+    return replace(parse_spec(source, f"(kept with study '{name}')"), name=name)

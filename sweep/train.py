@@ -1,6 +1,8 @@
 """Training one trial, top to bottom: seed, build, step through shuffled batches, evaluate.
 
 The recipe is `sweep.config.TrainConfig`; how the LSTM is computed is a `sweep.model.Backend`.
+A training hands out a `sweep.checkpoint.Checkpoint` at each curve point and when it is
+stopped, and resumes from one exactly where it stood.
 """
 
 from __future__ import annotations
@@ -8,13 +10,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+
 import keras
 import numpy as np
 import tensorflow as tf
 
+from sweep.checkpoint import Checkpoint
 from sweep.config import CurvePoint, TrainConfig, TrainResult
 from sweep.data import Mnist, Split
-from sweep.errors import TrainingDiverged
+from sweep.errors import TrainingDiverged, TrainingStopped
 from sweep.evaluate import Predictor, slices
 from sweep.model import Backend, Forward
 
@@ -58,7 +62,9 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "total_steps": self.total_steps}
 
 
-LR_SCHEDULES = {"constant": lambda peak, steps: peak, "one_cycle": OneCycle}
+def learning_rate(config: TrainConfig, steps: int) -> float | OneCycle:
+    """The learning rate, or its schedule over `steps` (config.LR_SCHEDULES names them)."""
+    return OneCycle(config.learning_rate, steps) if config.lr_schedule == "one_cycle" else config.learning_rate
 
 
 def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimizer:
@@ -66,7 +72,7 @@ def make_optimizer(config: TrainConfig, steps: int) -> keras.optimizers.Optimize
     weight decay (Keras applies it as AdamW does), a moving average of the weights."""
     ema = {} if config.ema_momentum is None else {"use_ema": True, "ema_momentum": config.ema_momentum}
     return keras.optimizers.Adam(
-        LR_SCHEDULES[config.lr_schedule](config.learning_rate, steps),
+        learning_rate(config, steps),
         epsilon=1e-8,  # tf.train.AdamOptimizer's epsilon
         global_clipnorm=config.clip_norm,
         weight_decay=config.weight_decay,
@@ -117,6 +123,18 @@ class Trainer:
     def steps(self, batches: np.ndarray) -> np.ndarray:
         return self._run(batches).numpy()
 
+    def variables(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The model's and the optimizer's variables, by path: everything a step reads."""
+        return ({v.path: v.numpy() for v in self.model.weights}, {v.path: v.numpy() for v in self.optimizer.variables})
+
+    def restore(self, weights: dict[str, np.ndarray], optimizer: dict[str, np.ndarray]) -> None:
+        """Set every variable to a checkpoint's value (exactly: the bits are copied)."""
+        for variables, values in ((self.model.weights, weights), (self.optimizer.variables, optimizer)):
+            if sorted(v.path for v in variables) != sorted(values):
+                raise ValueError("the checkpoint's variables are not this model's")
+            for v in variables:
+                v.assign(values[v.path])
+
     def finish(self) -> None:
         """After the last step: the model takes its final weights (the moving average, if any)."""
         self.optimizer.finalize_variable_values(self.model.trainable_variables)
@@ -161,20 +179,43 @@ def train(
     backend: Backend,
     on_eval: Callable[[CurvePoint], None] | None = None,
     on_step: Callable[[int, int, CurvePoint | None], None] | None = None,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> TrainResult:
-    """Train one trial. `on_eval` sees each point of the curves (labelled by step or epoch, see
-    `TrainConfig.curve_points`) as it is measured (to record it, or to prune the trial by
-    raising); `on_step(done, steps, last curve point)` runs between calls of the trainer (at
-    most IMAGES_PER_CALL images apart), to show progress, and where it is safe to stop by raising."""
+    """Train one trial. `on_eval` sees each point of the curves (labelled by step, epoch or
+    percent, see `TrainConfig.curve_points`) as it is measured (to record it, or to prune the
+    trial by raising); `on_step(done, steps, last curve point)` runs between calls of the
+    trainer (at most IMAGES_PER_CALL images apart), to show progress, and where it is safe to
+    stop by raising TrainingStopped or KeyboardInterrupt. `on_checkpoint` receives the state
+    after each curve point but the last, and where a stop was asked for; `resume` continues
+    from such a state (of this configuration: `Checkpoint.check_fits`)."""
     data = mnist.limit(config.train_limit, config.val_limit, config.test_limit)
     steps, points = config.steps(len(data.train.y)), config.curve_points(len(data.train.y))
     trainer = Trainer(config, steps, data.train, backend)
     batches = batch_order(len(data.train.y), config.batch_size, steps, config.seed)
+    done, curve, recent_losses, train_seconds = 0, [], [], 0.0
+    if resume is not None:
+        trainer.restore(resume.weights, resume.optimizer)
+        done, curve, recent_losses, train_seconds = resume.step, list(resume.curve), list(resume.pending_losses), resume.train_seconds
+    started_at, seconds_before = done, train_seconds
+
+    def checkpoint() -> Checkpoint:
+        return Checkpoint(config, (backend.name, trainer.chains), done, tuple(curve),
+                          np.asarray(recent_losses, np.float32), train_seconds, *trainer.variables())
+
+    def measure(val: Split) -> CurvePoint:
+        nonlocal recent_losses
+        point = CurvePoint(points[done], trainer.predictor.accuracy(val), float(np.mean(recent_losses)), train_seconds,
+                           done * config.batch_size)
+        recent_losses = []
+        curve.append(point)
+        if on_eval is not None:
+            on_eval(point)
+        return point
 
     per_call = steps_per_call(config.batch_size)
     ends = sorted({*points, *range(per_call, steps, per_call)})  # a call ends at each curve point, or per_call steps on
-    train_seconds, recent_losses, done, last = 0.0, [], 0, None
-    for end in ends:
+    for end in (e for e in ends if e > done):
         started = time.perf_counter()
         losses = trainer.steps(batches[done:end])
         train_seconds += time.perf_counter() - started
@@ -182,24 +223,28 @@ def train(
             first = int(np.argmin(np.isfinite(losses)))
             raise TrainingDiverged(f"diverged: loss is {losses[first]} at step {done + first + 1}")
         done = end
-        if on_step is not None:
-            on_step(done, steps, last)
         recent_losses.extend(losses)
-        if end == steps:
-            trainer.finish()
-        if end in points:
-            # The final validation accuracy, which chooses trials, is always on every image.
-            val = trainer.predictor.accuracy(data.val if end == steps else data.val.head(config.curve_val_limit))
-            train_loss, recent_losses = float(np.mean(recent_losses)), []
-            last = CurvePoint(points[end], val, train_loss, train_seconds)
-            if on_eval is not None:
-                on_eval(last)
+        at_point = end in points and end < steps  # the last point comes after the loop, on the final weights
+        if at_point:
+            measure(data.val.head(config.curve_val_limit))
+            if on_checkpoint is not None:
+                on_checkpoint(checkpoint())
+        if on_step is not None:
+            try:
+                on_step(done, steps, curve[-1] if curve else None)
+            except (TrainingStopped, KeyboardInterrupt):
+                if on_checkpoint is not None and not at_point:  # at a point, it was just handed out
+                    on_checkpoint(checkpoint())
+                raise
 
+    trainer.finish()
+    last = measure(data.val)  # the final validation accuracy, which chooses trials, is always on every image
     return TrainResult(
         model=trainer.model,
-        accuracies={"val_accuracy": val, **trainer.predictor.test_accuracies(data)},  # val: measured at the last step
-        last_point=config.final_point(len(data.train.y)),
-        train_loss=train_loss,
+        accuracies={"val_accuracy": last.val, **trainer.predictor.test_accuracies(data)},
+        last_point=last.point,
+        train_loss=last.train_loss,
         train_seconds=train_seconds,
-        samples_per_second=steps * config.batch_size / train_seconds,
+        train_images=steps * config.batch_size,
+        samples_per_second=(steps - started_at) * config.batch_size / max(train_seconds - seconds_before, 1e-9),
     )

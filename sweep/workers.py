@@ -27,10 +27,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records
 from sweep.errors import SweepError
+from sweep.attrs import CARRIED, DEATHS, FAILURE, MLFLOW_RUN_ID, RESUMES, STOPPED, SURPLUS, WORKER
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-MAX_RETRY = 2  # a dead worker's trial is queued again at most this often
+MAX_DEATHS = 2  # a trial whose worker died is queued again this often at most (one stopped on purpose, always)
 POLL_SECONDS = 2  # how often a worker with nothing to run looks at the others' trials
+FAILED_TRIAL, RETRY_HISTORY = "failed_trial", "retry_history"  # Optuna's system attributes of a retried trial
 
 
 class Surplus(Exception):
@@ -95,7 +97,24 @@ def claimed_trials(study: optuna.Study, below: int | None = None) -> int:
 
 
 def is_surplus(trial: FrozenTrial) -> bool:
-    return trial.user_attrs.get("surplus", False)
+    return trial.user_attrs.get(SURPLUS, False)
+
+
+def retry(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Queue a trial that stopped before its end again, as a new trial that continues it (from
+    its checkpoint, see `sweep.study.objective`), the way Optuna's RetryHeartbeatStaleTrialCallback
+    does. A trial stopped on purpose (--timeout, Ctrl-C, SIGTERM) is always queued again; one
+    whose worker died, at most MAX_DEATHS times. Whether it was queued."""
+    deaths = trial.user_attrs.get(DEATHS, 0) + (0 if trial.user_attrs.get(STOPPED) else 1)
+    if deaths > MAX_DEATHS:
+        return False
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
+        user_attrs={**{k: v for k, v in trial.user_attrs.items() if k in CARRIED}, RESUMES: trial.number, DEATHS: deaths},
+        system_attrs={FAILED_TRIAL: trial.system_attrs.get(FAILED_TRIAL, trial.number),
+                      RETRY_HISTORY: [*trial.system_attrs.get(RETRY_HISTORY, []), trial.number]},
+    ))
+    return True
 
 
 def claim(study: optuna.Study, trial: optuna.Trial, target: int) -> None:
@@ -106,10 +125,10 @@ def claim(study: optuna.Study, trial: optuna.Trial, target: int) -> None:
     elif (twin := earlier_copy(study, trial.number)) is not None:
         reason = f"a second copy of trial {twin}, enqueued by workers that created the study together; not run"
     else:
-        trial.set_user_attr("worker", worker_identity())
+        trial.set_user_attr(WORKER, worker_identity())
         return
-    trial.set_user_attr("surplus", True)
-    trial.set_user_attr("failure", reason)
+    trial.set_user_attr(SURPLUS, True)
+    trial.set_user_attr(FAILURE, reason)
     raise Surplus(reason)
 
 
@@ -120,10 +139,10 @@ def earlier_copy(study: optuna.Study, number: int) -> int | None:
     trial carry `failed_trial` and are not copies.)"""
     trials = study.get_trials(deepcopy=False)
     mine = trials[number].system_attrs
-    if "fixed_params" not in mine or "failed_trial" in mine:
+    if "fixed_params" not in mine or FAILED_TRIAL in mine:
         return None
     return next((t.number for t in trials[:number] if t.system_attrs.get("fixed_params") == mine["fixed_params"]
-                 and "failed_trial" not in t.system_attrs), None)
+                 and FAILED_TRIAL not in t.system_attrs), None)
 
 
 def worker_identity() -> dict[str, str]:
@@ -149,14 +168,15 @@ def _process_start(pid: int) -> str | None:
 
 
 def stale_trial_callback(client: MlflowClient) -> Callable[[optuna.Study, FrozenTrial], None]:
-    """For a trial whose worker died: queue its parameters again, close its MLflow run KILLED."""
-    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    """For a trial whose worker died: queue it again (it resumes from its last checkpoint),
+    close its MLflow run KILLED."""
 
     def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-        retry(study, trial)
-        run_id = trial.user_attrs.get("mlflow_run_id")
+        queued = retry(study, trial)
+        run_id = trial.user_attrs.get(MLFLOW_RUN_ID)
         if run_id and client.get_run(run_id).info.status == "RUNNING":
-            records.mark_failed(client, run_id, "worker died (no heartbeat, or its process is gone); parameters queued again", "KILLED")
+            then = "queued again, to resume from its last checkpoint" if queued else f"not queued again (its worker died {MAX_DEATHS + 1} times)"
+            records.mark_failed(client, run_id, f"worker died (no heartbeat, or its process is gone); {then}", "KILLED")
 
     return on_stale
 
@@ -167,11 +187,11 @@ def fail_dead_local_trials(study: optuna.Study, on_stale: Callable[[optuna.Study
     worker's trial, so this uses the storage's own.)"""
     host, storage = socket.gethostname(), study._storage
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker", {})
+        worker = trial.user_attrs.get(WORKER, {})
         if worker.get("host") != host or _process_start(int(worker["pid"])) == worker["started"]:
             continue
         try:
-            storage.set_trial_user_attr(trial._trial_id, "failure", "worker process died")
+            storage.set_trial_user_attr(trial._trial_id, FAILURE, "worker process died")
             if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 on_stale(study, storage.get_trial(trial._trial_id))
         except optuna.exceptions.UpdateFinishedTrialError:

@@ -83,7 +83,7 @@ def confirmed(number: int, vals: list[int], tests: list[int], search_val: float 
     return Confirmed(number, {"num_units": 128}, search_val, {
         seed: {"val_accuracy": Accuracy(v, 5000), "test_accuracy": Accuracy(t, 10000),
                "test_accuracy_first128": Accuracy(127, 128)}
-        for seed, (v, t) in enumerate(zip(vals, tests))})
+        for seed, (v, t) in enumerate(zip(vals, tests))}, {seed: (220_000, 60.0 + seed) for seed in range(len(vals))}, "Test CPU")
 
 
 def test_test_accuracy_never_decides_between_configurations():
@@ -94,6 +94,9 @@ def test_test_accuracy_never_decides_between_configurations():
     _, _, lines = confirm_tables(found)
     assert "trial 7" in lines[0]
     assert lines[1] == "Winner's curse: its search-time validation score, 99.50%, sits 0.31 pp above its own seed mean."
+    assert lines[2] == "Training seconds are optimizer time, measured on Test CPU."
+    summary, _, _ = confirm_tables(found)
+    assert list(summary["images per training"]) == ["0.22 M", "0.22 M"] and list(summary["train s, mean"]) == ["61", "61"]
 
 
 def test_the_verdict_says_where_the_claim_lies_against_the_seed_interval():

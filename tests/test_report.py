@@ -96,7 +96,7 @@ def test_verdict_in_the_report_flips_with_the_result(tmp_path, correct, sentence
     page = (tmp_path / "out" / "report.md").read_text()
     assert sentence in page and f"{correct / 100:.2f}% [" in page
     assert "No baseline runs yet" in page
-    reached = f"min after the study's first trial started, the validation-best trial (trial 0) had {correct / 100:.2f}% ["
+    reached = f"after the study's first trial started, the validation-best trial (trial 0) had {correct / 100:.2f}% ["
     assert (reached in page) == (correct >= 9921)
     assert ("no validation-best trial has reached 99.21%" in page) == (correct < 9921)
 
@@ -118,3 +118,70 @@ def test_report_on_a_missing_study_is_exit_2(tmp_path):
     assert result.returncode == 2 and "no study 'nothing'" in result.stderr and "Traceback" not in result.stderr
     several = run_cli("report", cwd=tmp_path)  # which one? the error names them
     assert several.returncode == 2 and "holds 2 studies (first, second): pick one with --study-name" in several.stderr
+
+
+def frame_of(*trials):
+    """A trials table as `trials_frame` makes it, from (number, state, val, test, images per training,
+    spent images, started minute, completed minute) tuples; validation n=5000, test n=10000."""
+    from sweep.report import pd as _pd  # the report's own pandas
+
+    start = _pd.Timestamp("2026-12-02 10:00")
+    rows = []
+    for number, state, val, test, per_training, spent, began, ended in trials:
+        val, test = (float("nan"), float("nan")) if val is None else (val, test)
+        rows.append({
+            "number": number, "state": state,
+            "val_accuracy": val / 5000, "val_accuracy_correct": val, "val_accuracy_total": 5000,
+            "test_accuracy": test / 10000, "test_accuracy_correct": test, "test_accuracy_total": 10000,
+            "test_accuracy_first128": 1.0, "test_accuracy_first128_correct": 128, "test_accuracy_first128_total": 128,
+            "train_images": per_training, "spent_images": spent, "spent_seconds": 60.0, "cpu": "Test CPU",
+            "started": start + _pd.Timedelta(minutes=began),
+            "completed": None if ended is None else start + _pd.Timedelta(minutes=ended),
+        })
+    return _pd.DataFrame(rows)
+
+
+def test_time_to_claim_counts_the_training_images_spent_until_then():
+    from sweep.report import time_to_claim
+
+    frame = frame_of(
+        (0, "COMPLETE", 4800, 9600, 100_000, 100_000, 0, 1),
+        (1, "PRUNED", None, None, 1_000_000, 400_000, 1, 3),
+        (2, "COMPLETE", 4960, 9915, 500_000, 500_000, 3, 6),   # best on validation, not yet the claim
+        (3, "COMPLETE", 4970, 9930, 500_000, 500_000, 6, 10),  # best on validation, and the claim
+    )
+    assert time_to_claim(frame) == ("Time to the claim: 1.50 M training images and 10.0 min (on Test CPU) after the "
+                                    "study's first trial started, the validation-best trial (trial 3) had 99.30% "
+                                    "[99.12, 99.45] n=10000 on all test images.")
+    worse_on_val = frame_of(*[(n, s, 4950 if n == 3 else v, t, i, sp, b, e) for n, s, v, t, i, sp, b, e in
+                              [(0, "COMPLETE", 4800, 9600, 1, 100_000, 0, 1), (3, "COMPLETE", 4970, 9930, 1, 500_000, 6, 10),
+                               (2, "COMPLETE", 4960, 9915, 1, 500_000, 3, 6)]])
+    assert "no validation-best trial has reached 99.21%" in time_to_claim(worse_on_val)  # test never chooses
+
+
+def test_time_to_claim_counts_a_share_of_trials_running_in_parallel():
+    from sweep.report import time_to_claim
+
+    frame = frame_of(
+        (0, "COMPLETE", 4970, 9930, 200_000, 200_000, 0, 10),
+        (1, "COMPLETE", 4900, 9900, 400_000, 400_000, 5, 15),  # half of it ran before trial 0 ended
+    )
+    assert time_to_claim(frame).startswith("Time to the claim: 0.40 M training images and 10.0 min")
+
+
+def test_the_pareto_front_and_the_cheapest_as_good_as_the_best():
+    from sweep.report import cheapest_as_good, pareto_front
+
+    frame = frame_of(
+        (0, "COMPLETE", 4800, 9600, 100_000, 0, 0, 1),   # the cheapest: on the front
+        (1, "COMPLETE", 4960, 9915, 500_000, 0, 1, 2),   # on the front
+        (2, "COMPLETE", 4960, 9915, 500_000, 0, 2, 3),   # the same as 1: on the front with it
+        (3, "COMPLETE", 4950, 9915, 600_000, 0, 3, 4),   # dominated by 1
+        (4, "COMPLETE", 4970, 9930, 1_100_000, 0, 4, 5),  # the best: on the front
+        (5, "COMPLETE", 4970, 9930, 1_200_000, 0, 5, 6),  # as good, dearer: dominated
+    )
+    assert list(pareto_front(frame)["number"]) == [0, 1, 2, 4]
+    best, cheap = cheapest_as_good(frame)
+    assert best["number"] == 4 and cheap["number"] == 1  # 99.20% lies inside 99.40%'s Wilson interval; 96% does not
+    alone = frame[frame["number"].isin([0, 4])]
+    assert cheapest_as_good(alone)[1]["number"] == 4

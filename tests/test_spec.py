@@ -26,6 +26,9 @@ log = true
 """
 
 
+CATEGORICAL = '\n[search.{name}]\ntype = "categorical"\nchoices = {choices}\n'
+
+
 def write(tmp_path, text):
     path = tmp_path / "study.toml"
     path.write_text(text)
@@ -88,7 +91,27 @@ def test_good_spec_fills_in_the_tutorial(tmp_path):
         (lambda t: t.replace("train_steps = 10", "train_steps = 10\nepochs = 3"), "epochs and train_steps both set"),
         (lambda t: t.replace("train_steps = 10", 'lr_schedule = "cosine"'), "lr_schedule = 'cosine' is not one of constant, one_cycle"),
         (lambda t: t.replace("train_steps = 10", "clip_norm = -1.0"), "clip_norm = -1.0 must be positive"),
-        (lambda t: t + '\n[search.lr_schedule]\ntype = "int"\nlow = 0\nhigh = 1\n', "only numbers can be searched"),
+        (lambda t: t + '\n[search.lr_schedule]\ntype = "int"\nlow = 0\nhigh = 1\n', 'lr_schedule is str: search it with type = "categorical"'),
+        (lambda t: t + CATEGORICAL.format(name="lr_schedule", choices='["constant", "one_cycle"]'), None),
+        (lambda t: t + CATEGORICAL.format(name="lr_schedule", choices='["constant", "cosine"]'), "choices\\[1\\] = 'cosine' is not one of constant, one_cycle"),
+        (lambda t: t + CATEGORICAL.format(name="lr_schedule", choices='[]'), "needs choices = \\[...\\], a non-empty list"),
+        (lambda t: t + CATEGORICAL.format(name="shift_pixels", choices='[0, 1.5]'), "shift_pixels.choices\\[1\\] = 1.5 must be int"),
+        (lambda t: t + CATEGORICAL.format(name="shift_pixels", choices='[0, 9]'), "choices\\[1\\] = 9 must be between 0 and 8"),
+        (lambda t: t + CATEGORICAL.format(name="shift_pixels", choices='[1, 1]'), "choices repeat a value"),
+        (lambda t: t + CATEGORICAL.format(name="shift_pixels", choices='["none", 1]'), 'choices\\[0\\] = "none", but shift_pixels cannot be unset'),
+        (lambda t: t + CATEGORICAL.format(name="clip_norm", choices='["none", 1.0, 2]'), None),
+        (lambda t: t + CATEGORICAL.format(name="clip_norm", choices='["none", 1.0]') + "low = 1\n", "a categorical setting takes only choices, not 'low'"),
+        (lambda t: t + CATEGORICAL.format(name="clip_norm", choices='["none", 1.0]') + "\n[baseline]\nclip_norm = 3.0\n", "baseline clip_norm = 3.0 is not one of its choices"),
+        (lambda t: t + '\n[search.shift_pixels]\ntype = "int"\nlow = 0\nhigh = 2\nchoices = [1]\n', "choices go with type"),
+        (lambda t: t.replace("train_steps = 10", "batch_size = 64") + '\n[search.epochs]\ntype = "int"\nlow = 2\nhigh = 8\n', "searching epochs needs eval_points in \\[fixed\\]"),
+        (lambda t: t.replace("train_steps = 10", "eval_points = 4") + '\n[search.train_steps]\ntype = "int"\nlow = 10\nhigh = 800\n', None),
+        (lambda t: t.replace("train_steps = 10", "eval_points = 4\neval_every = 2"), "eval_points and eval_every both set"),
+        (lambda t: t + '\n[warm_start]\nstudy = "beat-claim"\ntop = 3\n', None),
+        (lambda t: t + '\n[warm_start]\nstudy = "beat-claim"\n', "takes study = \"NAME\" and top = K"),
+        (lambda t: t + '\n[warm_start]\nstudy = "beat-claim"\ntop = 0\n', "warm_start.top = 0 must be a whole number ≥ 1"),
+        (lambda t: t + '\n[sampler]\nn_startup_trials = 3\nmultivariate = true\n', None),
+        (lambda t: t + '\n[sampler]\nn_startup_trials = -1\n', "sampler.n_startup_trials = -1 must be a whole number ≥ 0"),
+        (lambda t: t + '\n[sampler]\ntype = "random"\nn_startup_trials = 3\n', "sampler.n_startup_trials is not a random sampler setting"),
         (lambda t: t + "\n[[enqueue]]\nnum_units = 1024\n", "enqueue\\[0\\] num_units = 1024 lies outside its range"),
         (lambda t: t + "\n[[enqueue]]\nclip_norm = 1.0\n", "enqueue\\[0\\].clip_norm is not searched"),
         (lambda t: t + "\nname2 = [", "not valid TOML"),
@@ -107,3 +130,23 @@ def test_invalid_specs_are_refused_in_one_line(tmp_path, change, message):
 def test_missing_spec_file(tmp_path):
     with pytest.raises(SweepError, match="cannot read it"):
         load_spec(tmp_path / "none.toml")
+
+
+def test_categorical_and_unset_choices_reach_the_configuration(tmp_path):
+    import optuna
+
+    text = GOOD + CATEGORICAL.format(name="clip_norm", choices='["none", 0.5]') + CATEGORICAL.format(name="lr_schedule", choices='["one_cycle"]')
+    text = text.replace("train_steps = 10", 'train_steps = 10\nlr_schedule = "one_cycle"').replace("\n[search.lr_schedule]", "\n[search.label_smoothing]").replace('["one_cycle"]', "[0.0, 0.1]")
+    spec = load_spec(write(tmp_path, text))
+    assert spec.search["clip_norm"].choices == (None, 0.5) and spec.baseline.clip_norm is None
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = {spec.suggest(study.ask()).clip_norm for _ in range(20)}
+    assert seen == {None, 0.5}
+    assert {spec.suggest(study.ask()).label_smoothing for _ in range(20)} == {0.0, 0.1}
+
+
+def test_a_specs_identity_is_its_data_not_its_text(tmp_path):
+    """Comments and layout may change; a value may not."""
+    same = load_spec(write(tmp_path, "# a comment\n" + GOOD.replace("low = 32", "low   =   32  # units")))
+    assert same.identity == load_spec(write(tmp_path, GOOD)).identity
+    assert load_spec(write(tmp_path, GOOD.replace("low = 32", "low = 33"))).identity != same.identity
