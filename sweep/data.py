@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ FILES: dict[str, tuple[int, tuple[int, ...], str]] = {
     "t10k-labels-idx1-ubyte": (2049, (10000,), "27ae3e4e09519cfbb04c329615203637"),
 }
 TEST_IMAGES = FILES["t10k-labels-idx1-ubyte"][1][0]  # 10,000: "all test images"
+MIRROR = "SWEEP_MNIST_URL"  # a folder URL with the four IDX .gz files, to download from instead of Keras' copy
+MIRROR_CACHE = "datasets/mnist-idx"  # where they are kept, under ~/.keras or $KERAS_HOME
 VALIDATION_SIZE = 5000  # input_data.read_data_sets(validation_size=5000): the first 5,000
 TRAIN_SIZE = FILES["train-labels-idx1-ubyte"][1][0] - VALIDATION_SIZE  # 55,000: the training split
 
@@ -98,15 +101,26 @@ def _idx_bytes(array: np.ndarray, name: str) -> bytes:
 
 
 def _fetch() -> dict[str, bytes]:
-    """Download MNIST the standard way (Keras' cached copy) for users with internet."""
+    """Download MNIST for users with internet, once (Keras caches it): the standard way, Keras'
+    copy; or, if $SWEEP_MNIST_URL names a folder holding the four IDX .gz files (a mirror, or
+    the tutorial's own source), those, into ~/.keras/datasets/mnist-idx/ ($KERAS_HOME)."""
     import keras
 
+    mirror = os.environ.get(MIRROR)
     try:
+        if mirror:
+            cache = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
+            for name in FILES:
+                keras.utils.get_file(f"{name}.gz", f"{mirror.rstrip('/')}/{name}.gz", cache_dir=str(cache),
+                                     cache_subdir=MIRROR_CACHE)
+            return {name: _read_file(cache / MIRROR_CACHE, name) for name in FILES}
         (xtr, ytr), (xte, yte) = keras.datasets.mnist.load_data()
+    except SweepError:
+        raise
     except Exception as e:  # the download fails in many ways (DNS, proxy, HTTP); all mean the same
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SweepError(f"cannot download MNIST ({reason}); put the four IDX files ({', '.join(FILES)}, plain or .gz) "
-                         "in a folder and pass --data-dir DIR or set SWEEP_DATA_DIR") from None
+        raise SweepError(f"cannot download MNIST{f' from {mirror}' if mirror else ''} ({reason}); put the four IDX files "
+                         f"({', '.join(FILES)}, plain or .gz) in a folder and pass --data-dir DIR or set SWEEP_DATA_DIR") from None
     arrays = dict(zip(FILES, (xtr, ytr, xte, yte)))
     return {name: _idx_bytes(a, name) for name, a in arrays.items()}
 

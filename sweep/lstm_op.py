@@ -42,9 +42,10 @@ def build_info() -> dict[str, str]:
     return {"lstm_op.compiler": version, "lstm_op.cpu": cpu_model()}
 
 
-def _build() -> Path:
-    """Compile lstm_op.cc into the cache, unless this source, TensorFlow, compiler and CPU
-    already have a library there."""
+@functools.cache
+def library() -> Path:
+    """The op's compiled library: built into the cache, unless this source, TensorFlow,
+    compiler and CPU already have one there."""
     compiler, compile_flags, link_flags = _compiler(), tf.sysconfig.get_compile_flags(), tf.sysconfig.get_link_flags()
     key = "\n".join([SOURCE.read_text(), tf.__version__, *build_info().values(), cpuinfo("flags"), *FLAGS, *compile_flags])
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lstm-mnist-sweep"
@@ -70,7 +71,7 @@ def _build() -> Path:
 def load() -> ModuleType:
     """The ops' Python bindings. The CLI calls this before it records anything, so that a failed
     build stops a command with one line."""
-    return tf.load_op_library(str(_build()))
+    return tf.load_op_library(str(library()))
 
 
 def basic_lstm(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor, forget_bias: float, training: bool) -> tf.Tensor:

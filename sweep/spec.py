@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 
 from sweep.errors import SweepError
@@ -101,8 +102,11 @@ class Spec:
     source: str  # the TOML text, logged with the study so it can be read back later
     identity: str  # a digest of the parsed tables: comments and layout do not change it
 
-    def make_sampler(self, offset: int) -> optuna.samplers.BaseSampler:
-        return SAMPLERS[self.sampler][0](seed=self.sampler_seed + offset, **self.sampler_settings)
+    def make_sampler(self, trial_number: int) -> optuna.samplers.BaseSampler:
+        """The spec's sampler, seeded by the spec's seed and the trial number together: seed + number
+        would make seed 1's trial k seed 0's trial k + 1, the same search shifted by one."""
+        seed = int(np.random.SeedSequence([self.sampler_seed, trial_number]).generate_state(1)[0])
+        return SAMPLERS[self.sampler][0](seed=seed, **self.sampler_settings)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         return PRUNERS[self.pruner][0](**self.pruner_settings)

@@ -37,7 +37,7 @@ MAX_FAILURES_IN_A_ROW = 5  # then the study's ranges, not bad luck, are the prob
 
 
 class TrialSeeded(optuna.samplers.BaseSampler):
-    """The spec's sampler, made afresh for each trial with seed + trial number: reproducible in
+    """The spec's sampler, made afresh for each trial from its seed and the trial number: reproducible in
     one process, yet workers (and resumed runs) never replay each other's random proposals.
     Samplers read the study's history from the storage, so a fresh one loses nothing."""
 

@@ -1,15 +1,26 @@
-"""Shared fixtures: the real MNIST files (../shared/data/mnist unless SWEEP_DATA_DIR says
-otherwise), loaded once per test session, and a runner for the real command line."""
+"""Shared fixtures and helpers: the real MNIST files (../shared/data/mnist unless SWEEP_DATA_DIR
+says otherwise), the command line run in this process or in a fresh one, processes that are
+always cleaned up, waits that fail fast, and a PostgreSQL server.
+
+Two tiers: `python -m pytest -m "not slow"` runs what answers in seconds (specs, data, the
+model, short trainings, records, reports, the command line in this process); a test is `slow`
+when it starts a server, a subprocess sweep or a full training (marked here by fixture, or in
+its module)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +28,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("SWEEP_DATA_DIR", REPO.parent / "shared" / "data" / "mnist"))
 SMOKE = REPO / "studies" / "smoke.toml"
+SLOW_FIXTURES = {"swept", "postgres", "tracking_server", "mlflow_ui", "page"}  # each starts a sweep or a server
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -37,25 +55,118 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, str(REPO / "sweep.py"), *args]
 
 
-def cli_env() -> dict[str, str]:
+def cli_env(**extra: str) -> dict[str, str]:
     """The environment of a user with the data in SWEEP_DATA_DIR and default stores. (MLflow's
-    set_tracking_uri, called by some tests, exports MLFLOW_TRACKING_URI to child processes.)"""
+    set_tracking_uri exports MLFLOW_TRACKING_URI, which must not leak from one test into the next.)"""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE")}
-    return {**env, "SWEEP_DATA_DIR": str(DATA_DIR)}
+    return {**env, "SWEEP_DATA_DIR": str(DATA_DIR), **extra}
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python sweep.py ARGS` in a fresh process, as a user would run it."""
-    return subprocess.run(cli_command(*args), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python sweep.py ARGS` in a fresh process, as a user would run it: for tests where the
+    process is the point (signals, kill -9, start-up, the environment a process sees)."""
+    return subprocess.run(cli_command(*args), cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def forget_mlflow_stores() -> None:
+    """MLflow keeps one store per tracking URI for the life of a process; a relative
+    sqlite:///mlflow.db names another file in each test's folder."""
+    from mlflow.tracking._model_registry import utils as registry
+    from mlflow.tracking._tracking_service import utils as tracking
+
+    tracking._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    registry._model_registry_store_registry._get_store_with_resolved_uri.cache_clear()
+    tracking._tracking_uri = None
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`sweep.py ARGS` run in this process (TensorFlow is imported once per test session, not
+    once per command), in `cwd`, with the user's environment: the same exit code and output."""
+    from sweep.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env or cli_env())
+    forget_mlflow_stores()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as e:  # argparse's errors
+                code = e.code
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        forget_mlflow_stores()
+    return subprocess.CompletedProcess(["sweep.py", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="session")
-def swept(tmp_path_factory):
-    """A finished 3-trial smoke study in its own folder, with the default store names."""
-    folder = tmp_path_factory.mktemp("sweep")
-    result = run_cli("--study", str(SMOKE), "--trials", "3", cwd=folder)
-    assert result.returncode == 0, result.stderr
-    return folder, result
+def op_cache(tmp_path_factory) -> Path:
+    """The LSTM op, built once per test session; its cache folder, which tests copy into each
+    "machine" they start (every worker would otherwise compile it again)."""
+    from sweep.lstm_op import library
+
+    return library().parent
+
+
+class Processes:
+    """The processes a test starts: each in a session of its own, and all killed (with their
+    children, such as a server's workers) when the test ends, passed, failed or timed out."""
+
+    def __init__(self):
+        self.started: list[subprocess.Popen] = []
+
+    def start(self, command: list[str], **kwargs) -> subprocess.Popen:
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        process = subprocess.Popen(command, start_new_session=True, text=True, **kwargs)
+        self.started.append(process)
+        return process
+
+    def sweep(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return self.start(cli_command(*args), cwd=cwd, env=env or cli_env())
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+
+@pytest.fixture
+def procs():
+    processes = Processes()
+    yield processes
+    processes.kill_all()
+
+
+def output(process: subprocess.Popen) -> str:
+    """What a finished process printed (its last 3,000 characters of each stream)."""
+    out, err = process.communicate(timeout=30)
+    return f"exit {process.returncode}\n--- stdout\n{(out or '')[-3000:]}\n--- stderr\n{(err or '')[-3000:]}"
+
+
+def wait_for(condition: Callable[[], object], *children: subprocess.Popen, timeout: float = 300, what: str = "the event"):
+    """Poll `condition` until it returns something true, and return that. Fails at once, with
+    its output, if one of `children` exits first; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = condition()
+        except Exception:  # noqa: BLE001  the stores may not exist yet
+            found = None
+        if found:
+            return found
+        for child in children:
+            if child.poll() is not None:
+                raise AssertionError(f"a process exited before {what}:\n{output(child)}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def trial_runs(client, experiment_id):
@@ -64,16 +175,45 @@ def trial_runs(client, experiment_id):
     return sorted(runs, key=lambda r: int(r.data.tags["optuna.trial_number"]))
 
 
+@pytest.fixture(scope="session")
+def swept(tmp_path_factory):
+    """A finished 3-trial smoke study in its own folder, with the default store names. Tests
+    read it; a test that adds to it works on a copy (`copy_of_swept`)."""
+    folder = tmp_path_factory.mktemp("sweep")
+    result = cli("--study", str(SMOKE), "--trials", "3", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder, result
+
+
+@pytest.fixture
+def copy_of_swept(swept, tmp_path) -> Path:
+    """The swept study's folder, copied, with its MLflow artifacts where the copy's store says."""
+    import sqlite3
+
+    folder = tmp_path / "study"
+    shutil.copytree(swept[0], folder)
+    with sqlite3.connect(folder / "mlflow.db") as db:  # artifact locations are absolute paths
+        for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                              ("logged_models", "artifact_location"), ("model_versions", "source"),
+                              ("model_versions", "storage_location")):
+            db.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (str(swept[0]), str(folder)))
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+PG_PASSWORD = "pw-s3cret-9431"
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A real PostgreSQL server on 127.0.0.1 with databases `optuna` and `mlflow`; yields the
-    server URL with a password in it (trust auth ignores it), to test that it never leaks."""
+    server URL with a password in it (trust auth ignores it), to test that it never leaks. It
+    logs every connection, so tests can count them from the server's own record."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not bins:
         pytest.fail("PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it")
@@ -87,17 +227,18 @@ def postgres():
 
     port = free_port()
     pg(f"{bindir}/initdb -D {root}/data -A trust -U postgres")
+    with open(root / "data" / "postgresql.conf", "a") as conf:
+        conf.write("log_connections = on\nlog_disconnections = on\nlog_line_prefix = '%m|%p|%d|'\n")
     pg(f"{bindir}/pg_ctl -D {root}/data -l {root}/log -w -o '-p {port} -k {root} -c listen_addresses=127.0.0.1' start")
     try:
         for db in ("optuna", "mlflow"):
             pg(f"{bindir}/createdb -h 127.0.0.1 -p {port} -U postgres {db}")
-        yield f"postgresql://postgres:{PG_PASSWORD}@127.0.0.1:{port}"
+        server = f"postgresql://postgres:{PG_PASSWORD}@127.0.0.1:{port}"
+        os.environ["SWEEP_TEST_PG_LOG"] = str(root / "log")
+        yield server
     finally:
         pg(f"{bindir}/pg_ctl -D {root}/data -m immediate stop")
         shutil.rmtree(root, ignore_errors=True)
-
-
-PG_PASSWORD = "pw-s3cret-9431"
 
 
 def new_database(server: str, name: str) -> str:
@@ -110,10 +251,18 @@ def new_database(server: str, name: str) -> str:
     return f"{server}/{name}"
 
 
-def connections(server: str, *databases: str) -> int:
-    """Client connections the server holds now to these databases."""
-    import psycopg
-
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
-        query = "select count(*) from pg_stat_activity where backend_type = 'client backend' and datname = any(%s)"
-        return connection.execute(query, [list(databases)]).fetchone()[0]
+def peak_connections(databases: set[str], since: str = "") -> int:
+    """The most client connections the server held at once to these databases, from its own
+    log of every connection and disconnection (no sampling: no peak can slip between samples).
+    `since`: a timestamp prefix; log lines before it are ignored."""
+    open_now, peak = set(), 0
+    for line in Path(os.environ["SWEEP_TEST_PG_LOG"]).read_text(errors="replace").splitlines():
+        parts = line.split("|", 3)
+        if len(parts) < 4 or parts[0] < since or parts[2] not in databases:
+            continue
+        if "connection authorized" in parts[3]:
+            open_now.add(parts[1])
+            peak = max(peak, len(open_now))
+        elif "disconnection:" in parts[3]:
+            open_now.discard(parts[1])
+    return peak

@@ -1,14 +1,44 @@
-"""The whole slice through the real command line: Optuna storage, MLflow store, resume, errors."""
+"""The whole slice through the command line: Optuna storage, MLflow store, resume, errors."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 from mlflow import MlflowClient
+from statsmodels.stats.proportion import proportion_confint
 
-from tests.conftest import DATA_DIR, SMOKE, cli_command, cli_env, run_cli, trial_runs
+from tests.conftest import DATA_DIR, SMOKE, cli, cli_command, cli_env, run_cli, trial_runs
+
+TINY = """name = "{name}"
+[fixed]
+train_steps = {steps}
+eval_every = 10
+train_limit = 1000
+val_limit = 200
+test_limit = 200
+{extra}
+[baseline]
+num_units = 16
+[search.num_units]
+type = "int"
+low = 8
+high = 24
+[search.learning_rate]
+type = "float"
+low = 1e-3
+high = 2e-2
+log = true
+"""
+
+
+def tiny(folder: Path, name: str = "tiny", steps: int = 20, extra: str = "") -> Path:
+    """A study that trains in a second: small slices, few steps, small LSTMs."""
+    path = folder / f"{name}.toml"
+    path.write_text(TINY.format(name=name, steps=steps, extra=extra))
+    return path
 
 
 def test_the_sweep_shows_progress_run_ids_and_how_to_browse(swept):
@@ -45,9 +75,14 @@ def test_sweep_reaches_target_with_baseline_first(swept):
     assert trials[0].params == {"num_units": 16, "learning_rate": 0.001, "batch_size": 128, "forget_bias": 1.0}
     assert trials[1].params != trials[0].params
     assert "trial    2" in result.stdout and "3/3 trials finished" in result.stdout
-    # where the time went: the sum of the trials' optimizer-step seconds against the wall time
-    training = sum(t.user_attrs["train_seconds"] for t in trials) / 60
-    assert f"training {training:.1f} min = " in result.stdout and "everything else" in result.stdout
+    # where the time went: the trials' training images and optimizer-step seconds, on this CPU
+    images = sum(t.user_attrs["train_images"] for t in trials)
+    assert images == sum(60 * t.params["batch_size"] for t in trials)
+    minutes = sum(t.user_attrs["train_seconds"] for t in trials) / 60
+    from sweep.config import cpu_model
+    from sweep.console import images as shown
+
+    assert f" min wall on {cpu_model()}; training {shown(images)} images in {minutes:.1f} min = " in result.stdout
 
 
 def test_mlflow_has_one_parent_and_a_nested_run_per_trial(swept):
@@ -63,17 +98,35 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(swept):
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert trial.user_attrs["mlflow_run_id"] == run.info.run_id
-        assert run.data.metrics["val_accuracy"] == pytest.approx(trial.value)  # Optuna optimises validation
+        assert run.data.metrics["val_accuracy"] == trial.value  # Optuna optimises validation
         assert int(run.data.params["num_units"]) == trial.params["num_units"]
         assert run.data.params["mnist_md5.t10k-images-idx3-ubyte"] == "2646ac647ad5339dbf082846283269ea"
-        assert run.data.params["version.tensorflow"] and run.data.params["train_steps"] == "60"
+        assert run.data.params["version.tensorflow"] and run.data.params["train_steps"] == "60" and run.data.params["cpu"]
         curve = client.get_metric_history(run.info.run_id, "val_accuracy")
         assert [m.step for m in curve] == [20, 40, 60]
+        images = client.get_metric_history(run.info.run_id, "train_images")
+        assert [(m.step, m.value) for m in images] == [(s, s * trial.params["batch_size"]) for s in (20, 40, 60)]
         for key in ("test_accuracy", "test_accuracy_first128", "train_loss", "train_seconds", "samples_per_second"):
             assert key in run.data.metrics
-        assert run.data.metrics["test_accuracy_total"] == 500 and run.data.metrics["test_accuracy_first128_total"] == 128
-        low, high = run.data.metrics["test_accuracy_ci95_low"], run.data.metrics["test_accuracy_ci95_high"]
-        assert low < run.data.metrics["test_accuracy"] < high
+        m = run.data.metrics
+        assert m["test_accuracy_total"] == 500 and m["test_accuracy_first128_total"] == 128
+        assert m["test_accuracy"] == m["test_accuracy_correct"] / 500
+        expected = proportion_confint(m["test_accuracy_correct"], 500, alpha=0.05, method="wilson")
+        assert (m["test_accuracy_ci95_low"], m["test_accuracy_ci95_high"]) == pytest.approx(expected, abs=1e-12)
+        assert "sweep.checkpoint" not in run.data.tags and not client.list_artifacts(run.info.run_id, "checkpoint")
+
+
+def test_the_parent_run_follows_the_best_trial_so_far(swept):
+    folder, _ = swept
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{folder}/optuna.db")
+    [parent] = client.search_runs([client.get_experiment_by_name("smoke").experiment_id], "tags.`sweep.role` = 'study'")
+    best, history = study.best_trial, client.get_metric_history(parent.info.run_id, "val_accuracy")
+    leaders = [t.number for t in study.trials if t.value == max(u.value for u in study.trials[: t.number + 1])]
+    assert [m.step for m in history] == sorted(set(leaders))  # one point per trial that took the lead
+    assert history[-1].value == best.value and parent.data.tags["best.trial_number"] == str(best.number)
+    assert parent.data.tags["best.run_id"] == best.user_attrs["mlflow_run_id"]
+    assert parent.data.tags["best.num_units"] == str(best.params["num_units"])
 
 
 LOAD_WITHOUT_SWEEP = """
@@ -109,12 +162,13 @@ def test_logged_model_loads_without_this_project_and_reproduces_logged_test_accu
     assert model.name == "model" and {m.key for m in model.metrics} >= {"val_accuracy", "test_accuracy"}
 
 
+@pytest.mark.slow
 def test_trials_is_a_target_not_a_count(tmp_path):
-    args = ("--study", str(SMOKE), "--study-name", "resume")
-    assert run_cli(*args, "--trials", "2", cwd=tmp_path).returncode == 0
-    again = run_cli(*args, "--trials", "2", cwd=tmp_path)
+    args = ("--study", str(tiny(tmp_path)), "--study-name", "resume")
+    assert cli(*args, "--trials", "2", cwd=tmp_path).returncode == 0
+    again = cli(*args, "--trials", "2", cwd=tmp_path)
     assert again.returncode == 0 and not [line for line in again.stdout.splitlines() if line.startswith("trial ")]
-    more = run_cli(*args, "--trials", "3", cwd=tmp_path)
+    more = cli(*args, "--trials", "3", cwd=tmp_path)
     assert more.returncode == 0, more.stderr
     study = optuna.load_study(study_name="resume", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.number for t in study.get_trials()] == [0, 1, 2]
@@ -123,6 +177,66 @@ def test_trials_is_a_target_not_a_count(tmp_path):
     experiment = client.get_experiment_by_name("resume")
     assert len(client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'study'")) == 1
     assert len(trial_runs(client, experiment.experiment_id)) == 3
+
+
+@pytest.mark.slow
+def test_enqueued_trials_run_right_after_the_baseline_and_best_moves_to_a_later_winner(tmp_path):
+    extra = "[[enqueue]]\nnum_units = 24\nlearning_rate = 0.02\n"
+    spec = tiny(tmp_path, steps=30, extra="").read_text().replace("[search.num_units]", extra + "[search.num_units]")
+    (tmp_path / "tiny.toml").write_text(spec)
+    first = cli("--study", "tiny.toml", "--trials", "1", cwd=tmp_path)  # the baseline alone: it is the best
+    assert first.returncode == 0, first.stderr
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert client.get_model_version_by_alias("tiny", "best").run_id == study.trials[0].user_attrs["mlflow_run_id"]
+    more = cli("--study", "tiny.toml", "--trials", "2", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert study.trials[1].params == {"num_units": 24, "learning_rate": 0.02} and study.trials[1].user_attrs["enqueued"]
+    assert study.trials[1].value > study.trials[0].value  # 30 steps at 20x the learning rate
+    assert client.get_model_version_by_alias("tiny", "best").run_id == study.trials[1].user_attrs["mlflow_run_id"]
+    assert "registered: models:/tiny@best (version 2, trial 1)" in more.stdout
+
+
+@pytest.mark.slow
+def test_a_study_refuses_another_study_file_but_not_a_new_comment(tmp_path):
+    path = tiny(tmp_path, steps=10)
+    assert cli("--study", str(path), "--trials", "1", cwd=tmp_path).returncode == 0
+    path.write_text("# a comment, and some space\n\n" + path.read_text())
+    assert cli("--study", str(path), "--trials", "1", cwd=tmp_path).returncode == 0
+    path.write_text(path.read_text().replace("high = 24", "high = 32"))
+    changed = cli("--study", str(path), "--trials", "2", cwd=tmp_path)
+    assert changed.returncode == 2
+    assert "study 'tiny' was created from a different study file; give this one a new --study-name" in changed.stderr
+
+
+@pytest.mark.slow
+def test_a_study_that_searches_the_recipe_records_it_and_reproduce_rebuilds_it(tmp_path):
+    """Categorical and recipe settings (the schedule, the number of epochs) as search dimensions:
+    trials carry them as params, and `reproduce` trains them again bitwise from the run alone."""
+    spec = (tmp_path / "recipe.toml")
+    spec.write_text(TINY.format(name="recipe", steps=1, extra="eval_points = 2").replace("train_steps = 1\n", "")
+                    .replace("eval_every = 10\n", "").replace("[baseline]\nnum_units = 16\n", "[baseline]\nnum_units = 16\nepochs = 1\n")
+                    + '[search.lr_schedule]\ntype = "categorical"\nchoices = ["constant", "one_cycle"]\n'
+                    + '[search.epochs]\ntype = "int"\nlow = 1\nhigh = 2\n'
+                    + '[search.clip_norm]\ntype = "categorical"\nchoices = ["none", 1.0]\n'
+                    + '[sampler]\ntype = "random"\nseed = 3\n')
+    result = cli("--study", str(spec), "--trials", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="recipe", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert study.trials[0].params == {"num_units": 16, "learning_rate": 0.001, "lr_schedule": "constant", "epochs": 1,
+                                      "clip_norm": None}
+    assert {t.params["lr_schedule"] for t in study.trials} == {"constant", "one_cycle"}  # the random sampler, seed 3
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    for trial in study.trials:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.params["lr_schedule"] == trial.params["lr_schedule"] and run.data.params["epochs"] == str(trial.params["epochs"])
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [50, 100]  # % of the schedule
+        assert trial.user_attrs["train_images"] == run.data.metrics["train_images"] == trial.params["epochs"] * 1000 // 128 * 128 + (
+            128 if trial.params["epochs"] * 1000 % 128 else 0)
+    one_cycle = next(t for t in study.trials if t.params["lr_schedule"] == "one_cycle")
+    again = cli("reproduce", "--trial", str(one_cycle.number), cwd=tmp_path)
+    assert again.returncode == 0 and "weights: bitwise identical" in again.stdout, again.stdout + again.stderr
 
 
 def listing(folder):
@@ -136,10 +250,15 @@ def listing(folder):
         (["--trials", "many"], "'many' is not a whole number"),
         (["--trial", "2"], "unrecognized arguments: --trial 2"),  # no abbreviations: --trial is not --trials
         (["--timeout", "-5"], "--timeout: -5 must be a positive"),
+        (["--heartbeat-interval", "0"], "--heartbeat-interval: 0 must be at least 1"),
+        (["--grace-period", "soon"], "--grace-period: 'soon' is not a whole number"),
+        (["--n-jobs", "0"], "--n-jobs: 0 must be at least 1"),
         (["--study", "missing.toml"], "study file missing.toml: cannot read it"),
+        (["--study", "BAD_CHOICE"], "choices[1] = 'cosine' is not one of constant, one_cycle"),
         (["--data-dir", "/nonexistent"], "MNIST directory /nonexistent does not exist"),
         (["--storage", "notaurl"], "cannot open Optuna storage notaurl"),
         (["--tracking-uri", "postgresql://u:hunter2@127.0.0.1:9/x"], "cannot open MLflow tracking store postgresql://u:***@127.0.0.1:9/x"),
+        (["--tracking-uri", "http://u:hunter2@127.0.0.1:9"], "cannot open MLflow tracking store http://u:***@127.0.0.1:9"),
         (["report"], "no Optuna storage at optuna.db"),
         (["report", "--storage", "sqlite:///elsewhere.db"], "no Optuna storage at elsewhere.db"),
         (["reproduce", "0123456789abcdef"], "no MLflow tracking store at mlflow.db"),
@@ -150,9 +269,12 @@ def listing(folder):
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMOKE.read_text() + '\n[search.lr_schedule]\ntype = "categorical"\nchoices = ["constant", "cosine"]\n')
+    args = [str(bad) if a == "BAD_CHOICE" else a for a in args]
     before = listing(tmp_path)
     command = args if args[0] in ("report", "reproduce", "baseline", "confirm") else ["--study", str(SMOKE), *args]
-    result = run_cli(*command, cwd=tmp_path)
+    result = cli(*command, cwd=tmp_path)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("sweep.py")]
     assert len(lines) == 1 and message in lines[0], result.stderr
@@ -160,13 +282,13 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message
     assert listing(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_stores_default_to_the_ecosystems_environment_variables_and_flags_win(tmp_path):
-    env = {**cli_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/team-mlflow.db", "OPTUNA_STORAGE": f"sqlite:///{tmp_path}/team-optuna.db"}
-    run = subprocess.run(cli_command("--study", "smoke", "--trials", "1"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    env = cli_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/team-mlflow.db", OPTUNA_STORAGE=f"sqlite:///{tmp_path}/team-optuna.db")
+    run = cli("--study", str(tiny(tmp_path, steps=10)), "--trials", "1", cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stderr
     assert {"team-mlflow.db", "team-optuna.db"} <= set(listing(tmp_path)) and "optuna.db" not in listing(tmp_path)
-    report = subprocess.run(cli_command("report", "--storage", "sqlite:///nowhere.db"), cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=300)
+    report = cli("report", "--storage", "sqlite:///nowhere.db", cwd=tmp_path, env=env)
     assert report.returncode == 2 and "no Optuna storage at nowhere.db" in report.stderr  # the flag, not the variable
 
 
@@ -177,6 +299,15 @@ def test_workers_get_no_password_on_their_command_line():
     assert worker_argv(argv) == ["--trials", "9", "--n-jobs", "4", "--n-jobs", "1", "--worker"]
 
 
+def test_the_installed_command_is_the_command_line(tmp_path):
+    command = Path(sys.executable).parent / "lstm-mnist-sweep"
+    result = subprocess.run([str(command), "--help"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--trials" in result.stdout and "usage: sweep.py" in result.stdout
+    bad = subprocess.run([str(command), "--trials", "0"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--trials: 0 must be at least 1" in bad.stderr
+
+
+@pytest.mark.slow
 def test_without_internet_or_data_the_error_names_the_four_files(tmp_path):
     """No --data-dir, no SWEEP_DATA_DIR, no cached copy: the download fails (here through a proxy on
     a closed local port, so nothing leaves the machine) and the error says what to provide."""
@@ -193,17 +324,17 @@ def test_without_internet_or_data_the_error_names_the_four_files(tmp_path):
 
 def no_compiler(tmp_path) -> dict[str, str]:
     """No C++ compiler and an empty cache: the native op cannot be built."""
-    return {**cli_env(), "CXX": str(tmp_path / "no-such-compiler"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    return cli_env(CXX=str(tmp_path / "no-such-compiler"), XDG_CACHE_HOME=str(tmp_path / "cache"))
 
 
+@pytest.mark.slow
 def test_without_a_compiler_the_sweep_trains_on_the_keras_backend(tmp_path):
-    result = subprocess.run(cli_command("--study", str(SMOKE), "--trials", "1"), cwd=tmp_path, env=no_compiler(tmp_path),
-                            capture_output=True, text=True, timeout=300)
+    result = run_cli("--study", str(tiny(tmp_path, steps=10)), "--trials", "1", cwd=tmp_path, env=no_compiler(tmp_path))
     assert result.returncode == 0, result.stderr
     (why,) = [line for line in result.stderr.splitlines() if line.startswith("lstm backend:")]
     assert "keras" in why and "cannot build the LSTM op" in why
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    (run,) = trial_runs(client, client.get_experiment_by_name("smoke").experiment_id)
+    (run,) = trial_runs(client, client.get_experiment_by_name("tiny").experiment_id)
     assert run.info.status == "FINISHED" and run.data.params["lstm_backend"] == "keras"
     assert "lstm_op.compiler" not in run.data.params
 
@@ -215,9 +346,9 @@ def test_compiled_backend_is_recorded(swept):
         assert run.data.params["lstm_backend"] == "native" and run.data.params["lstm_op.compiler"]
 
 
+@pytest.mark.slow
 def test_native_backend_asked_for_without_a_compiler_is_one_line_exit_2_and_writes_nothing(tmp_path):
-    result = subprocess.run(cli_command("--study", str(SMOKE), "--trials", "1", "--lstm-backend", "native"), cwd=tmp_path,
-                            env=no_compiler(tmp_path), capture_output=True, text=True, timeout=300)
+    result = run_cli("--study", str(SMOKE), "--trials", "1", "--lstm-backend", "native", cwd=tmp_path, env=no_compiler(tmp_path))
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("sweep.py")]
     assert len(lines) == 1 and "cannot build the LSTM op" in lines[0] and "install a C++ compiler" in lines[0], result.stderr

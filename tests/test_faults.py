@@ -1,29 +1,37 @@
-"""Sweeps that survive: pruning, divergence, Ctrl-C, SIGTERM, kill -9, many workers on PostgreSQL.
+"""Sweeps that survive: pruning, divergence, --timeout, Ctrl-C, SIGTERM, kill -9, a damaged
+checkpoint, many workers. A trial that stops for any reason resumes from its checkpoint and
+ends bitwise identical to one that never stopped.
 
-Every test runs the real command line in real processes against real stores."""
+Every test runs the real command line against real stores: in this process, or in a process
+of its own where the process is the point (signals, kill -9, workers)."""
 
 from __future__ import annotations
 
-import math
-import os
 import signal
-import subprocess
-import time
+import tempfile
+from pathlib import Path
 
+import keras
+import mlflow
+import numpy as np
 import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from tests.conftest import PG_PASSWORD, SMOKE, cli_command, cli_env, run_cli
+from sweep import records
+from sweep.checkpoint import Checkpoint
+from tests.conftest import PG_PASSWORD, SMOKE, cli, cli_env, free_port, output, wait_for
+
+pytestmark = pytest.mark.slow
 
 SLICES = """
 [fixed]
 train_steps = {steps}
-eval_every = 20
-train_limit = 2000
-val_limit = 500
-test_limit = 500
+eval_every = {every}
+train_limit = 1000
+val_limit = 200
+test_limit = 200
 """
 SPACE = """
 [search.num_units]
@@ -38,10 +46,10 @@ log = true
 """
 
 
-def write_spec(folder, name, steps=60, low=1e-3, high=2e-2, baseline="", extra=""):
-    """A smoke-sized study; trial 0 has 16 units and, unless given, the tutorial's learning rate."""
+def write_spec(folder, name, steps=60, every=20, low=1e-3, high=2e-2, baseline="", extra=""):
+    """A small study; trial 0 has 16 units and, unless given, the tutorial's learning rate."""
     path = folder / f"{name}.toml"
-    text = f'name = "{name}"\n' + SLICES.format(steps=steps) + f"[baseline]\nnum_units = 16\n{baseline}\n" + extra
+    text = f'name = "{name}"\n' + SLICES.format(steps=steps, every=every) + f"[baseline]\nnum_units = 16\n{baseline}\n" + extra
     path.write_text(text + SPACE.format(low=low, high=high))
     return path
 
@@ -67,10 +75,15 @@ def assert_one_finished_run_per_complete_trial(study, client, experiment_id):
     assert sorted(r.info.run_id for r in finished) == sorted(t.user_attrs["mlflow_run_id"] for t in complete)
 
 
+def assert_no_checkpoint_left(client, experiment_id):
+    for run in client.search_runs([experiment_id]):
+        assert records.CHECKPOINT not in run.data.tags and not client.list_artifacts(run.info.run_id, records.CHECKPOINTS), run.info.run_name
+
+
 def test_pruned_trials_are_recorded_and_count_toward_the_target(tmp_path):
     pruner = '[pruner]\ntype = "median"\nn_startup_trials = 1\n'
     spec = write_spec(tmp_path, "prune", low=1e-6, high=0.02, baseline="learning_rate = 0.02", extra=pruner)
-    result = run_cli("--study", str(spec), "--trials", "4", cwd=tmp_path)
+    result = cli("--study", str(spec), "--trials", "4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     study, client, experiment_id = stores(tmp_path, "prune")
     assert len(study.trials) == 4 and study.trials[0].state == TrialState.COMPLETE  # pruned trials count
@@ -84,12 +97,14 @@ def test_pruned_trials_are_recorded_and_count_toward_the_target(tmp_path):
         assert run.info.status == "KILLED" and run.data.tags["sweep.trial_state"] == "PRUNED"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [20]
         assert "test_accuracy" not in run.data.metrics
+        assert trial.user_attrs["train_images"] == 20 * trial.params.get("batch_size", 128)  # what it cost
     assert_nothing_left_running(study, client, experiment_id)
+    assert_no_checkpoint_left(client, experiment_id)
 
 
 def test_diverging_trials_fail_with_reason_and_the_sweep_stops_after_five(tmp_path):
     spec = write_spec(tmp_path, "diverge", low=1e37, high=1e38, baseline="learning_rate = 1e37")
-    result = run_cli("--study", str(spec), "--trials", "2", cwd=tmp_path)
+    result = cli("--study", str(spec), "--trials", "2", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("sweep.py: error: 5 trials in a row failed")
     study, client, experiment_id = stores(tmp_path, "diverge")
@@ -101,134 +116,188 @@ def test_diverging_trials_fail_with_reason_and_the_sweep_stops_after_five(tmp_pa
     assert_nothing_left_running(study, client, experiment_id)
 
 
-def test_timeout_stops_the_running_trial_cleanly(tmp_path):
-    spec = write_spec(tmp_path, "timeout", steps=100_000)  # hours of training without the timeout
-    # The budget must cover start-up, the first trial's build and tracing and its first curve point
-    # on this machine: measure them, in a probe run stopped at that point.
-    probe_folder = tmp_path / "probe"
-    probe_folder.mkdir()
-    started = time.monotonic()
-    probe = start_sweep(probe_folder, "--study", str(spec), "--trials", "1")
-    wait_for_first_curve_point(probe_folder, "timeout")
-    budget = math.ceil(2 * (time.monotonic() - started))  # the timeout's clock starts later than the probe's
-    probe.send_signal(signal.SIGINT)
-    probe.communicate(timeout=120)
+# Resuming. A trial of 30 curve points (1,200 steps) that takes seconds: stopped after its
+# second point, it has most of its steps ahead, so no stop can arrive after its end.
+RESUME = dict(steps=1200, every=40)
 
-    result = run_cli("--study", str(spec), "--trials", "3", "--timeout", str(budget), cwd=tmp_path)
+
+def final_model(client, run_id):
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=tmp, tracking_uri=client.tracking_uri)
+        return [np.array(w) for w in keras.models.load_model(f"{folder}/data/model.keras").get_weights()]
+
+
+def record_of(client, run_id):
+    """Everything a trial's run logged that does not depend on the clock: every curve and final
+    metric at every step (not train_seconds, samples_per_second), and the final weights."""
+    run = client.get_run(run_id)
+    metrics = {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)]
+               for k in sorted(run.data.metrics) if k not in ("train_seconds", "samples_per_second")}
+    return metrics, final_model(client, run_id)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The resume study's trial 0, trained straight through: what every resumed one must equal."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    spec = write_spec(folder, "resume", **RESUME)
+    result = cli("--study", str(spec), "--trials", "1", cwd=folder)
     assert result.returncode == 0, result.stderr
-    study, client, experiment_id = stores(tmp_path, "timeout")
-    [trial] = study.trials  # no trial starts after the deadline
-    assert trial.state == TrialState.FAIL and f"stopped by --timeout {budget}" in trial.user_attrs["failure"]
-    run = client.get_run(trial.user_attrs["mlflow_run_id"])
+    study, client, _ = stores(folder, "resume")
+    return spec, study.trials[0], record_of(client, study.trials[0].user_attrs["mlflow_run_id"])
+
+
+def checkpointed(folder, name, at_least: int):
+    """The stopped-to-be trial's run, once it holds a checkpoint at `at_least` steps or more."""
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    for run in client.search_runs([client.get_experiment_by_name(name).experiment_id], "tags.`sweep.role` = 'trial'"):
+        path = run.data.tags.get(records.CHECKPOINT, "")
+        if path and int(path.rsplit("-", 1)[1].split(".")[0]) >= at_least:
+            return run
+    return None
+
+
+def assert_resumed_as_if_never_stopped(folder, uninterrupted, stopped_number: int, rerun) -> optuna.trial.FrozenTrial:
+    """The rerun's trial continued the stopped one from its checkpoint and ended with the same
+    weights, metrics and pruner's curve as the uninterrupted trial; no checkpoint is left."""
+    _, reference, (metrics, weights) = uninterrupted
+    assert rerun.returncode == 0, rerun.stderr
+    study, client, experiment_id = stores(folder, "resume")
+    stopped = study.trials[stopped_number]
+    assert stopped.state == TrialState.FAIL
+    [resumed] = [t for t in study.trials if t.user_attrs.get("resumes") == stopped_number]
+    assert resumed.state == TrialState.COMPLETE and resumed.params == reference.params
+    run = client.get_run(resumed.user_attrs["mlflow_run_id"])
+    assert run.data.tags[records.RESUMED_FROM] == stopped.user_attrs["mlflow_run_id"]
+    at = int(run.data.tags[records.RESUMED_AT])
+    assert 0 < at < 1200 and resumed.user_attrs["resumed"]["step"] == at
+    assert f"Resumed at step {at}" in run.data.tags["mlflow.note.content"]
+    assert f"(resumed at step {at})" in rerun.stdout
+    got_metrics, got_weights = record_of(client, run.info.run_id)
+    assert got_metrics == metrics  # every point of every curve, and the final metrics
+    assert all(np.array_equal(a, b) for a, b in zip(got_weights, weights, strict=True))  # bitwise
+    assert resumed.intermediate_values == reference.intermediate_values  # the pruner saw the whole curve
+    assert resumed.user_attrs["train_images"] == reference.user_attrs["train_images"]
+    assert_no_checkpoint_left(client, experiment_id)
+    assert_nothing_left_running(study, client, experiment_id)
+    return stopped
+
+
+@pytest.mark.parametrize("stop, code", [(signal.SIGKILL, -9), (signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stopped_trial_resumes_from_its_checkpoint_bitwise(tmp_path, uninterrupted, procs, stop, code):
+    """kill -9 leaves the checkpoint of the last curve point; Ctrl-C and SIGTERM write one where
+    they stop. The next run of the same command resumes the trial first."""
+    spec = write_spec(tmp_path, "resume", **RESUME)
+    worker = procs.sweep(tmp_path, "--study", str(spec), "--trials", "1")
+    wait_for(lambda: checkpointed(tmp_path, "resume", at_least=80), worker, what="the trial's second curve point")
+    worker.send_signal(stop)
+    assert worker.wait(timeout=120) == code, output(worker)
+    _, err = worker.communicate()
+    study, client, _ = stores(tmp_path, "resume")
+    stopped = study.trials[0]
+    run = client.get_run(stopped.user_attrs["mlflow_run_id"])
+    if stop == signal.SIGKILL:
+        assert stopped.state == TrialState.RUNNING and run.info.status == "RUNNING"  # nothing ran in the worker
+    else:
+        assert "checkpointed and queued again" in err and "Traceback" not in err
+        assert stopped.state == TrialState.FAIL and stopped.user_attrs["stopped"] and run.info.status == "KILLED"
+        assert stopped.user_attrs["failure"] == f"stopped by {signal.Signals(stop).name}"
+        assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]  # queued again
+    assert run.data.tags[records.CHECKPOINT].startswith("checkpoint/step-")
+    rerun = cli("--study", str(spec), "--trials", "1", cwd=tmp_path)
+    assert_resumed_as_if_never_stopped(tmp_path, uninterrupted, 0, rerun)
+
+
+def test_timeout_checkpoints_the_running_trial_and_the_next_run_resumes_it(tmp_path, uninterrupted):
+    spec = write_spec(tmp_path, "resume", **RESUME)
+    result = cli("--study", str(spec), "--trials", "3", "--timeout", "0.5", cwd=tmp_path)  # it stops the first trial
+    assert result.returncode == 0, result.stderr
+    study, client, experiment_id = stores(tmp_path, "resume")
+    stopped = study.trials[0]
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["stopped"]
+    assert "stopped by --timeout 0.5" in stopped.user_attrs["failure"]
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]  # no trial starts after the deadline
+    run = client.get_run(stopped.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED" and run.data.tags["sweep.trial_state"] == "FAIL"
+    step = int(run.data.tags[records.CHECKPOINT].rsplit("-", 1)[1].split(".")[0])
+    assert stopped.user_attrs["train_images"] == step * 128  # what the stopped trial cost
     curve = client.get_metric_history(run.info.run_id, "val_accuracy")
-    assert curve and [m.step for m in curve] == list(range(20, 20 * len(curve) + 1, 20))  # kept up to the stop
-    assert "test_accuracy" not in run.data.metrics
-    assert trial.user_attrs["train_seconds"] == client.get_metric_history(run.info.run_id, "train_seconds")[-1].value
-    assert_nothing_left_running(study, client, experiment_id)
+    assert [m.step for m in curve] == list(range(40, 40 * len(curve) + 1, 40)) and 40 * len(curve) <= step
     assert "0/3 trials finished" in result.stdout
-    assert f"of the {budget} s budget" in result.stderr and "0/3 trials" in result.stderr  # the bar counts toward the budget
+    assert "of the 0 s budget" in result.stderr and "0/3 trials" in result.stderr  # the bar counts toward the budget
+    rerun = cli("--study", str(spec), "--trials", "1", cwd=tmp_path)
+    assert_resumed_as_if_never_stopped(tmp_path, uninterrupted, 0, rerun)
 
 
-def start_sweep(folder, *args):
-    return subprocess.Popen(cli_command(*args), cwd=folder, env=cli_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def damage(client, run, how: str) -> None:
+    """Spoil the run's checkpoint: bytes that are no checkpoint, no file, or another configuration's."""
+    path = Path(client.get_run(run.info.run_id).info.artifact_uri.removeprefix("file://")) / run.data.tags[records.CHECKPOINT]
+    if how == "corrupt":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif how == "missing":
+        path.unlink()
+    else:
+        checkpoint = Checkpoint.from_bytes(path.read_bytes())
+        path.write_bytes(Checkpoint(checkpoint.config.__class__(**{**checkpoint.config.__dict__, "seed": 1}),
+                                    *list(checkpoint.__dict__.values())[1:]).to_bytes())
 
 
-def wait_for_first_curve_point(folder, name, timeout=300):
-    """The first RUNNING trial, once its MLflow run has logged a curve point: the worker is
-    mid-trial, with the rest of its steps ahead (an event to wait for, not a time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (folder / "optuna.db").exists() and (folder / "mlflow.db").exists():
-            try:
-                study = optuna.load_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db")
-                client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
-                for trial in study.get_trials(states=(TrialState.RUNNING,)):
-                    run_id = trial.user_attrs.get("mlflow_run_id")
-                    if "worker" in trial.user_attrs and run_id and client.get_metric_history(run_id, "val_accuracy"):
-                        return trial
-            except Exception:  # noqa: BLE001  the sweep may still be creating the tables or the study
-                pass
-        time.sleep(0.1)
-    raise AssertionError("no trial reached its first curve point")
-
-
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupted_sweep_closes_its_records_and_continues(tmp_path, sig, code):
-    spec = write_spec(tmp_path, "interrupt", steps=400)  # trials long enough to be caught mid-way
-    args = ("--study", str(spec), "--trials", "2")
-    process = start_sweep(tmp_path, *args)
-    trial = wait_for_first_curve_point(tmp_path, "interrupt")
-    process.send_signal(sig)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == code, stderr
-    assert "run the same command again" in stderr and "Traceback" not in stderr
-    study, client, experiment_id = stores(tmp_path, "interrupt")
-    assert study.trials[trial.number].state == TrialState.FAIL
-    assert client.get_run(trial.user_attrs["mlflow_run_id"]).info.status == "KILLED"
-    assert_nothing_left_running(study, client, experiment_id)
-
-    again = run_cli(*args, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    study, client, experiment_id = stores(tmp_path, "interrupt")
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
-    assert_nothing_left_running(study, client, experiment_id)
-    assert_one_finished_run_per_complete_trial(study, client, experiment_id)
-
-
-def test_killed_worker_trial_is_failed_and_retried_by_the_next_worker(tmp_path):
-    spec = write_spec(tmp_path, "killed", steps=400)
-    args = ("--study", str(spec), "--trials", "2")
-    process = start_sweep(tmp_path, *args)
-    trial = wait_for_first_curve_point(tmp_path, "killed")
-    process.kill()  # kill -9: no handler runs, the records stay RUNNING
-    process.communicate(timeout=60)
-    study, client, _ = stores(tmp_path, "killed")
-    assert study.trials[trial.number].state == TrialState.RUNNING
-
-    again = run_cli(*args, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    study, client, experiment_id = stores(tmp_path, "killed")
-    killed = study.trials[trial.number]
-    assert killed.state == TrialState.FAIL
-    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == trial.number]
-    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE and retried[0].params == killed.params
-    assert client.get_run(killed.user_attrs["mlflow_run_id"]).info.status == "KILLED"
-    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
-    assert_nothing_left_running(study, client, experiment_id)
-    assert_one_finished_run_per_complete_trial(study, client, experiment_id)
+@pytest.mark.parametrize("how, why", [("corrupt", "unreadable"), ("missing", "cannot be read"),
+                                      ("other", "of another configuration (seed differ)")])
+def test_a_damaged_checkpoint_is_not_used_and_the_trial_trains_from_scratch(tmp_path, uninterrupted, how, why):
+    spec = write_spec(tmp_path, "resume", **RESUME)
+    assert cli("--study", str(spec), "--trials", "1", "--timeout", "0.5", cwd=tmp_path).returncode == 0
+    study, client, experiment_id = stores(tmp_path, "resume")
+    damage(client, client.get_run(study.trials[0].user_attrs["mlflow_run_id"]), how)
+    rerun = cli("--study", str(spec), "--trials", "1", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    [line] = [line for line in rerun.stdout.splitlines() if "trains from scratch" in line]
+    assert line.startswith("trial 1 trains from scratch: the checkpoint of trial 0 is of no use (") and why in line
+    study, client, _ = stores(tmp_path, "resume")
+    run = client.get_run(study.trials[1].user_attrs["mlflow_run_id"])
+    assert records.RESUMED_FROM not in run.data.tags
+    _, _, (metrics, weights) = uninterrupted
+    got_metrics, got_weights = record_of(client, run.info.run_id)
+    assert got_metrics == metrics and all(np.array_equal(a, b) for a, b in zip(got_weights, weights, strict=True))
 
 
 def test_a_baseline_enqueued_twice_runs_once(tmp_path):
     """Workers creating a study together can each enqueue the baseline (seen on PostgreSQL)."""
-    assert run_cli("--study", str(SMOKE), "--trials", "1", cwd=tmp_path).returncode == 0
-    study, _, _ = stores(tmp_path, "smoke")
+    spec = write_spec(tmp_path, "twice", steps=10, every=10)
+    assert cli("--study", str(spec), "--trials", "1", cwd=tmp_path).returncode == 0
+    study, _, _ = stores(tmp_path, "twice")
     study.enqueue_trial(study.trials[0].params, user_attrs={"baseline": True})  # the racing worker's copy
-    result = run_cli("--study", str(SMOKE), "--trials", "2", cwd=tmp_path)
+    result = cli("--study", str(spec), "--trials", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    study, _, _ = stores(tmp_path, "smoke")
+    study, _, _ = stores(tmp_path, "twice")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert "second copy of trial 0" in study.trials[1].user_attrs["failure"]
     assert study.trials[2].params != study.trials[0].params
     assert [line.split()[1] for line in result.stdout.splitlines() if line.startswith("trial ")] == ["2"]
 
 
-def test_n_jobs_runs_worker_processes_on_one_study(tmp_path):
-    result = run_cli("--study", str(SMOKE), "--trials", "4", "--n-jobs", "2", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    study, client, experiment_id = stores(tmp_path, "smoke")
+def test_n_jobs_runs_worker_processes_that_find_the_stores_in_their_environment(tmp_path, procs):
+    """Both workers train (the parent trains nothing itself), on the stores the parent was given
+    by flag: the workers get them by environment, never on their command line."""
+    spec = write_spec(tmp_path, "jobs", steps=300)
+    storage, tracking = f"sqlite:///{tmp_path}/given-optuna.db", f"sqlite:///{tmp_path}/given-mlflow.db"
+    parent = procs.sweep(tmp_path, "--study", str(spec), "--trials", "6", "--n-jobs", "2", "--storage", storage, "--tracking-uri", tracking)
+    out, err = parent.communicate(timeout=600)
+    assert parent.returncode == 0, err[-3000:]
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+    study = optuna.load_study(study_name="jobs", storage=storage)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    # Both workers ran (the parent exits 0 only if both did); how they split the trials is timing.
-    assert len(complete) == 4 and len({t.user_attrs["worker"]["pid"] for t in complete}) in (1, 2)
-    assert sorted(line.split()[1] for line in result.stdout.splitlines() if line.startswith("trial ")) == ["0", "1", "2", "3"]
-    assert_one_finished_run_per_complete_trial(study, client, experiment_id)
+    pids = {t.user_attrs["worker"]["pid"] for t in complete}
+    assert len(complete) == 6 and len(pids) == 2 and str(parent.pid) not in pids
+    assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("trial ")) == ["0", "1", "2", "3", "4", "5"]
+    client = MlflowClient(tracking)
+    assert_one_finished_run_per_complete_trial(study, client, client.get_experiment_by_name("jobs").experiment_id)
 
 
-def test_four_workers_share_one_study_on_postgresql(tmp_path, postgres):
+def test_four_workers_share_one_study_on_postgresql(tmp_path, postgres, procs):
     storage, tracking = f"{postgres}/optuna", f"{postgres}/mlflow"
     args = ("--study", str(SMOKE), "--trials", "8", "--storage", storage, "--tracking-uri", tracking)
-    workers = [start_sweep(tmp_path, *args) for _ in range(4)]
+    workers = [procs.sweep(tmp_path, *args) for _ in range(4)]
     outputs = [w.communicate(timeout=900) for w in workers]
     assert [w.returncode for w in workers] == [0, 0, 0, 0], [err[-2000:] for _, err in outputs]
 
@@ -242,7 +311,7 @@ def test_four_workers_share_one_study_on_postgresql(tmp_path, postgres):
     assert_one_finished_run_per_complete_trial(study, client, experiment_id)
     assert len(runs_by_role(client, experiment_id, "study")) == 1
 
-    report = run_cli("report", "--study-name", "smoke", "--storage", storage, "--tracking-uri", tracking, cwd=tmp_path)
+    report = cli("report", "--study-name", "smoke", "--storage", storage, "--tracking-uri", tracking, cwd=tmp_path)
     assert report.returncode == 0, report.stderr
     texts = [out + err for out, err in outputs] + [report.stdout + report.stderr]
     texts += [p.read_text(errors="ignore") for p in (tmp_path / "reports").rglob("*") if p.suffix in (".md", ".html", ".csv")]
@@ -254,21 +323,9 @@ def test_four_workers_share_one_study_on_postgresql(tmp_path, postgres):
 
 
 def test_unreachable_storage_is_one_line_with_the_password_masked(tmp_path, postgres):
-    closed = postgres.rsplit(":", 1)[0] + f":{_closed_port()}/optuna"
-    result = run_cli("--study", str(SMOKE), "--storage", closed, cwd=tmp_path)
+    closed = postgres.rsplit(":", 1)[0] + f":{free_port()}/optuna"  # bound and released: nothing listens there
+    result = cli("--study", str(SMOKE), "--storage", closed, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("sweep.py")]
     assert "cannot open Optuna storage postgresql://postgres:***@127.0.0.1" in line
     assert PG_PASSWORD not in result.stderr + result.stdout
-
-
-def _closed_port() -> int:
-    from tests.conftest import free_port
-
-    return free_port()  # bound and released: nothing listens there
-
-
-def test_bad_n_jobs(tmp_path):
-    result = run_cli("--n-jobs", "0", cwd=tmp_path)
-    assert result.returncode == 2 and "--n-jobs: 0 must be at least 1" in result.stderr
-    assert os.listdir(tmp_path) == []
