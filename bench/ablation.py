@@ -1,10 +1,11 @@
 """What each addition to the training recipe buys, on validation accuracy only.
 
-    python bench/ablation.py [--seeds 0,1] [--data-dir DIR] RECIPE [RECIPE ...]
+    python bench/ablation.py [--seeds 0,1] [--base SETTINGS] [--data-dir DIR] RECIPE [RECIPE ...]
 
-Each RECIPE is a row: comma-separated TrainConfig settings laid over the base recipe (trial 15
-of studies/beat-claim.toml: its four searched values on that study's 20 epochs, one-cycle
-schedule and clipping), "" for the base itself. For example
+Each RECIPE is a row: comma-separated TrainConfig settings laid over the base recipe, "" for the
+base itself. The base is trial 15 of studies/beat-claim.toml (its four searched values on that
+study's 20 epochs, one-cycle schedule and clipping), with --base's settings laid over it. For
+example
 
     python bench/ablation.py "" shift_pixels=1 shift_pixels=2 "shift_pixels=2,ema_momentum=0.999"
 
@@ -16,6 +17,7 @@ recipe are made here, so the test set stays out of them.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -34,28 +36,32 @@ BASE = TrainConfig(num_units=195, learning_rate=0.004717, batch_size=98, forget_
                    epochs=20, lr_schedule="one_cycle", clip_norm=1.0)
 
 
-def recipe(text: str) -> TrainConfig:
-    """The base with `key=value,...` laid over it, each value of its field's type."""
+def recipe(text: str, base: TrainConfig = BASE) -> TrainConfig:
+    """`base` with `key=value,...` laid over it, each value of its field's type."""
     types, changes = TrainConfig.field_types(), {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
         if key not in types:
             sys.exit(f"ablation: unknown setting {key!r} (known: {', '.join(types)})")
-        changes[key] = types[key](value)
-    return replace(BASE, **changes)
+        changes[key] = None if value == "None" else types[key](value)
+    return replace(base, **changes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("recipes", nargs="+", metavar="RECIPE")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--base", default="", help="settings laid over trial 15 of beat-claim to make the base")
+    parser.add_argument("--data-dir", type=Path, default=os.environ.get("SWEEP_DATA_DIR"),
+                        help="the MNIST folder (default $SWEEP_DATA_DIR; unset: download)")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    configs = [recipe(text) for text in args.recipes]
+    base = recipe(args.base)
+    configs = [recipe(text, base) for text in args.recipes]
     mnist, backend = load_mnist(args.data_dir), choose_backend("auto")
 
-    print(f"| recipe (over trial 15 of beat-claim) | {' | '.join(f'val seed {s}' for s in seeds)} | mean | minutes |")
+    print(f"| recipe (over {'the base' if args.base else 'trial 15 of beat-claim'}) | "
+          f"{' | '.join(f'val seed {s}' for s in seeds)} | mean | minutes |")
     print(f"|---|{'---|' * len(seeds)}---|---|")
     for text, config in zip(args.recipes, configs):
         started, vals = time.perf_counter(), []

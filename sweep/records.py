@@ -96,11 +96,16 @@ def config_of(run: Run) -> TrainConfig:
     return TrainConfig(**{k: None if params[k] == "None" else types[k](params[k]) for k in types if k in params})
 
 
+def steps_of(run: Run) -> int:
+    """The optimizer steps of one training of the run's configuration, from its params."""
+    config = config_of(run)
+    return config.steps(min(config.train_limit or TRAIN_SIZE, TRAIN_SIZE))
+
+
 def images_of(run: Run) -> int:
     """Training images one training of the run's configuration goes through (steps x batch),
     from its params: runs logged before the metric existed have them too."""
-    config = config_of(run)
-    return config.images(min(config.train_limit or TRAIN_SIZE, TRAIN_SIZE))
+    return steps_of(run) * config_of(run).batch_size
 
 
 def accuracy_metrics(accuracies: dict[str, Accuracy]) -> dict[str, float]:

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from scipy.stats import spearmanr
 
 from sweep import attrs, records
-from sweep.config import DEFAULT_STUDY, TrainConfig
+from sweep.config import DEFAULT_STUDY
 from sweep.confirm import Confirmed, confirmed_trials
 from sweep.console import images
 from sweep.data import TEST_IMAGES
@@ -91,12 +91,12 @@ def trials_frame(study: optuna.Study, client: MlflowClient) -> pd.DataFrame:
             "resumes": trial.user_attrs.get(attrs.RESUMES),
             "origin": origin(trial),
             "started": trial.datetime_start, "completed": trial.datetime_complete,
-            "mlflow_run_id": run.info.run_id if run else None,
+            attrs.MLFLOW_RUN_ID: run.info.run_id if run else None,
         })
         rows.append(row)
     columns = ["number", "state", *params, *[f"{m}{s}" for m in METRICS for s in ("", "_correct", "_total")],
                "train_images", "spent_images", "spent_seconds", "cpu", "stopped", "resumes", "origin", "started",
-               "completed", "mlflow_run_id"]
+               "completed", attrs.MLFLOW_RUN_ID]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -225,7 +225,8 @@ def verdict_section(found: list[Confirmed], frame: pd.DataFrame, tutorial: pd.Da
         values = tutorial["test_accuracy"].tolist()
         low, high = seed_interval(values)
         text.append(
-            f"The tutorial's own recipe ({TrainConfig().train_steps} steps), over {len(values)} seeds: mean test accuracy "
+            f"The tutorial's own recipe ({'/'.join(map(str, sorted(set(tutorial['train_steps']))))} steps), over {len(values)} "
+            f"seeds: mean test accuracy "
             f"{pct(statistics.mean(values))} on {test_set(Accuracy(0, int(tutorial['test_accuracy_total'].iloc[0])))} "
             f"(95% t-interval over seeds {pct(low)} – {pct(high)}), and "
             f"{pct(tutorial['test_accuracy_first128'].mean())} on the first 128 test images.")
@@ -238,12 +239,13 @@ def baseline_frame(client: MlflowClient, study_name: str) -> pd.DataFrame:
         m = run.data.metrics
         rows.append({
             "seed": int(run.data.params["seed"]),
+            "train_steps": records.steps_of(run),
             **{k: m.get(k) for k in METRICS},
             **{f"{k}{s}": m.get(f"{k}{s}") for k in METRICS for s in ("_correct", "_total")},
-            "mlflow_run_id": run.info.run_id,
+            attrs.MLFLOW_RUN_ID: run.info.run_id,
         })
     counts = [f"{k}{s}" for k in METRICS for s in ("_correct", "_total")]
-    return pd.DataFrame(rows, columns=["seed", *METRICS, *counts, "mlflow_run_id"])
+    return pd.DataFrame(rows, columns=["seed", "train_steps", *METRICS, *counts, attrs.MLFLOW_RUN_ID])
 
 
 @dataclass

@@ -152,18 +152,24 @@ def objective(trial: optuna.Trial, spec: Spec, tracker: StudyTracker, mnist: Mni
             for p in checkpoint.curve:  # the pruner sees the whole curve, as if the trial had never stopped
                 trial.report(p.val_accuracy, p.point)
 
+        def spent(seconds: float, images: int) -> None:  # so far: what a trial that ends here cost
+            trial.set_user_attr(TRAIN_SECONDS, seconds)
+            trial.set_user_attr(TRAIN_IMAGES, images)
+
+        final = config.final_point(len(mnist.limit(config.train_limit, None, None).train.y))
+
         def on_eval(p: CurvePoint) -> None:
             run.log_curve_point(p)
+            spent(p.train_seconds, p.train_images)
             trial.report(p.val_accuracy, p.point)
-            if trial.should_prune():
+            if p.point != final and trial.should_prune():  # at the last point the images are spent: keep the result
                 where = config.point_name(p.point)
                 trial.set_user_attr(PRUNED, {"at": where, "val": [p.val.correct, p.val.total]})
                 raise optuna.TrialPruned(f"validation accuracy {p.val_accuracy:.4f} at {where}: stopped by the {spec.pruner} pruner")
 
         def on_checkpoint(c: Checkpoint) -> None:
             run.save_checkpoint(c)
-            trial.set_user_attr(TRAIN_SECONDS, c.train_seconds)  # so far: what a trial that ends here cost
-            trial.set_user_attr(TRAIN_IMAGES, c.step * config.batch_size)
+            spent(c.train_seconds, c.step * config.batch_size)
 
         try:
             result = train(config, mnist, backend, on_eval, on_step, resume=checkpoint, on_checkpoint=on_checkpoint)
@@ -176,8 +182,7 @@ def objective(trial: optuna.Trial, spec: Spec, tracker: StudyTracker, mnist: Mni
             workers.retry(trial.study, trial.study.get_trials(deepcopy=False)[trial.number])
             raise
         run.log_result(result)
-    trial.set_user_attr(TRAIN_SECONDS, result.train_seconds)
-    trial.set_user_attr(TRAIN_IMAGES, result.train_images)
+        spent(result.train_seconds, result.train_images)
     return result.val_accuracy
 
 

@@ -69,14 +69,19 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
 
 
 def forget_mlflow_stores() -> None:
-    """MLflow keeps one store per tracking URI for the life of a process; a relative
-    sqlite:///mlflow.db names another file in each test's folder."""
+    """MLflow keeps one store, and one database engine, per tracking URI for the life of a
+    process; a relative sqlite:///mlflow.db names another file in each test's folder."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
     from mlflow.tracking._model_registry import utils as registry
     from mlflow.tracking._tracking_service import utils as tracking
 
     tracking._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-    registry._model_registry_store_registry._get_store_with_resolved_uri.cache_clear()
+    registry._get_store_registry()._get_store_with_resolved_uri.cache_clear()
     tracking._tracking_uri = None
+    for store in (SqlAlchemyStore, RegistryStore):
+        for uri in [u for u in store._engine_map if u.startswith("sqlite:///") and not u.startswith("sqlite:////")]:
+            store._engine_map.pop(uri).dispose()
 
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -114,25 +119,29 @@ def op_cache(tmp_path_factory) -> Path:
 
 
 class Processes:
-    """The processes a test starts: each in a session of its own, and all killed (with their
-    children, such as a server's workers) when the test ends, passed, failed or timed out."""
+    """The processes a test starts: each in a session of its own, its output in a log file (a
+    pipe nobody reads fills up and blocks a chatty server), and all killed, with their
+    children (a server's workers), when the test ends, passed, failed or timed out."""
 
     def __init__(self):
         self.started: list[subprocess.Popen] = []
+        self.logs = Path(tempfile.mkdtemp(prefix="sweep-test-logs-"))
 
     def start(self, command: list[str], **kwargs) -> subprocess.Popen:
-        kwargs.setdefault("stdout", subprocess.PIPE)
-        kwargs.setdefault("stderr", subprocess.PIPE)
-        process = subprocess.Popen(command, start_new_session=True, text=True, **kwargs)
+        log = self.logs / f"{len(self.started)}.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen(command, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, text=True, **kwargs)
+        process.log = log
         self.started.append(process)
         return process
 
     def sweep(self, cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         return self.start(cli_command(*args), cwd=cwd, env=env or cli_env())
 
-    def kill_all(self) -> None:
+    def kill_all(self, *keep: subprocess.Popen) -> None:
+        """SIGKILL every process started (but `keep`), with its whole process group."""
         for process in self.started:
-            if process.poll() is None:
+            if process.poll() is None and process not in keep:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
@@ -143,12 +152,18 @@ def procs():
     processes = Processes()
     yield processes
     processes.kill_all()
+    shutil.rmtree(processes.logs, ignore_errors=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = 900) -> str:
+    """Wait for a process started by `Processes`; what it printed (stdout and stderr together)."""
+    process.wait(timeout=timeout)
+    return process.log.read_text(errors="replace")
 
 
 def output(process: subprocess.Popen) -> str:
-    """What a finished process printed (its last 3,000 characters of each stream)."""
-    out, err = process.communicate(timeout=30)
-    return f"exit {process.returncode}\n--- stdout\n{(out or '')[-3000:]}\n--- stderr\n{(err or '')[-3000:]}"
+    """A finished process's exit code and the last 3,000 characters it printed, for a failure message."""
+    return f"exit {process.poll()}\n{finish(process, 30)[-3000:]}"
 
 
 def wait_for(condition: Callable[[], object], *children: subprocess.Popen, timeout: float = 300, what: str = "the event"):
@@ -167,6 +182,20 @@ def wait_for(condition: Callable[[], object], *children: subprocess.Popen, timeo
                 raise AssertionError(f"a process exited before {what}:\n{output(child)}")
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def serve(processes: Processes, command: list[str], url: str, cwd: Path, timeout: float = 120) -> subprocess.Popen:
+    """Start a server and wait until `url` answers (failing at once, with its output, if it exits)."""
+    import urllib.request
+
+    server = processes.start(command, cwd=cwd)
+
+    def answers() -> bool:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status == 200
+
+    wait_for(answers, server, timeout=timeout, what=f"the server to answer at {url}")
+    return server
 
 
 def trial_runs(client, experiment_id):
@@ -251,14 +280,22 @@ def new_database(server: str, name: str) -> str:
     return f"{server}/{name}"
 
 
-def peak_connections(databases: set[str], since: str = "") -> int:
+def postgres_log_size() -> int:
+    """Where the test server's log ends now: `peak_connections` reads from there on."""
+    return Path(os.environ["SWEEP_TEST_PG_LOG"]).stat().st_size
+
+
+def peak_connections(databases: set[str], since: int = 0) -> int:
     """The most client connections the server held at once to these databases, from its own
-    log of every connection and disconnection (no sampling: no peak can slip between samples).
-    `since`: a timestamp prefix; log lines before it are ignored."""
+    log of every connection and disconnection (no sampling: no peak can slip between samples),
+    read from byte `since` on."""
+    with open(os.environ["SWEEP_TEST_PG_LOG"], "rb") as log:
+        log.seek(since)
+        lines = log.read().decode(errors="replace").splitlines()
     open_now, peak = set(), 0
-    for line in Path(os.environ["SWEEP_TEST_PG_LOG"]).read_text(errors="replace").splitlines():
+    for line in lines:
         parts = line.split("|", 3)
-        if len(parts) < 4 or parts[0] < since or parts[2] not in databases:
+        if len(parts) < 4 or parts[2] not in databases:
             continue
         if "connection authorized" in parts[3]:
             open_now.add(parts[1])

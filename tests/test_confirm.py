@@ -3,20 +3,19 @@ accuracy, resumable; and the report's verdict on a confirmed configuration."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import statistics
-import subprocess
-import time
 
+import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
+import pytest
 
+from sweep import records
 from sweep.confirm import Confirmed, by_mean_validation
 from sweep.report import confirm_tables, verdict_section
 from sweep.stats import Accuracy
-from tests.conftest import SMOKE, cli_command, cli_env, run_cli
-from tests.test_faults import stores
+from tests.conftest import SMOKE, cli, finish, output, wait_for
+from tests.test_faults import RESUME, checkpointed, final_model, stores, write_spec
 
 
 def seed_runs(client, experiment_id, status="FINISHED"):
@@ -37,10 +36,9 @@ def mean_val_by_trial(client, experiment_id, study):
     return {n: statistics.mean(v) for n, v in vals.items()}
 
 
-def test_confirm_trains_the_missing_seeds_of_the_top_trials_and_chooses_on_mean_validation(swept, tmp_path):
-    folder = tmp_path / "study"
-    shutil.copytree(swept[0], folder)
-    result = run_cli("confirm", "--top", "2", "--seeds", "2", cwd=folder)
+def test_confirm_trains_the_missing_seeds_of_the_top_trials_and_chooses_on_mean_validation(copy_of_swept):
+    folder = copy_of_swept
+    result = cli("confirm", "--top", "2", "--seeds", "2", cwd=folder)
     assert result.returncode == 0, result.stderr
     study, client, experiment_id = stores(folder, "smoke")
     done = sorted((t for t in study.trials if t.value is not None), key=lambda t: (-t.value, t.number))
@@ -57,20 +55,21 @@ def test_confirm_trains_the_missing_seeds_of_the_top_trials_and_chooses_on_mean_
     means = mean_val_by_trial(client, experiment_id, study)
     chosen = max(means, key=lambda n: (means[n], -n))
     assert f"Chosen on mean validation accuracy over 2 seeds (test never decides): trial {chosen}," in result.stdout
-    assert f"models:/smoke@best is trial {chosen}'s" in result.stdout
+    assert f"registered: models:/smoke@best (version " in result.stdout and f", trial {chosen})" in result.stdout
     assert client.get_model_version_by_alias("smoke", "best").run_id == study.trials[chosen].user_attrs["mlflow_run_id"]
 
-    again = run_cli("confirm", "--top", "2", "--seeds", "2", cwd=folder)
+    assert "## Confirmed over seeds" in (folder / "reports" / "smoke" / "report.md").read_text()  # confirm rewrote it
+    again = cli("confirm", "--top", "2", "--seeds", "2", cwd=folder)
     assert again.returncode == 0, again.stderr
     assert " seed 1  val " not in again.stdout  # nothing trained again
     assert seed_runs(client, experiment_id) == sorted((n, 1) for n in top)
 
-    later = run_cli("--study", str(SMOKE), "--trials", str(len(study.trials) + 1), cwd=folder)
+    later = cli("--study", str(SMOKE), "--trials", str(len(study.trials) + 1), cwd=folder)
     assert later.returncode == 0, later.stderr
     assert "models:/smoke@best stays confirm's choice" in later.stdout  # one seed does not overrule five
     assert client.get_model_version_by_alias("smoke", "best").run_id == study.trials[chosen].user_attrs["mlflow_run_id"]
 
-    report = run_cli("report", cwd=folder)
+    report = cli("report", cwd=folder)
     assert report.returncode == 0, report.stderr
     page = (folder / "reports" / "smoke" / "report.md").read_text()
     assert page.split("\n\n")[1] == "## Verdict"  # the report leads with it
@@ -113,26 +112,48 @@ def test_the_verdict_says_where_the_claim_lies_against_the_seed_interval():
     assert "python sweep.py baseline --study tutorial --seeds 5" in above.text[1]
 
 
-def test_ctrl_c_during_confirm_then_rerun_completes_without_duplicate_seeds(swept, tmp_path):
-    folder = tmp_path / "study"
-    shutil.copytree(swept[0], folder)
+@pytest.mark.slow
+def test_ctrl_c_during_confirm_then_rerun_completes_without_duplicate_seeds(copy_of_swept, procs):
+    folder = copy_of_swept
     _, client, experiment_id = stores(folder, "smoke")
-    process = subprocess.Popen(cli_command("confirm", "--top", "3", "--seeds", "3"), cwd=folder, env=cli_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not seed_runs(client, experiment_id) and time.monotonic() < deadline:
-        time.sleep(0.5)  # stop it once the first seed is recorded, with more to go
+    process = procs.sweep(folder, "confirm", "--top", "3", "--seeds", "3")
+    wait_for(lambda: seed_runs(client, experiment_id), process, what="the first seed")  # more to go
     process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err
+    assert process.wait(timeout=120) == 130, output(process)
+    err = finish(process)
     assert "run the same command again to continue" in err and "Traceback" not in err
     recorded = seed_runs(client, experiment_id)
     assert 1 <= len(recorded) < 6
     assert not any(s == 2 for _, s in recorded) or all((n, 1) in recorded for n in (0, 1, 2))  # seeds in rounds
     assert not seed_runs(client, experiment_id, "RUNNING")
 
-    result = run_cli("confirm", "--top", "3", "--seeds", "3", cwd=folder)
+    result = cli("confirm", "--top", "3", "--seeds", "3", cwd=folder)
     assert result.returncode == 0, result.stderr
     finished = seed_runs(client, experiment_id)
     assert finished == [(n, s) for n in (0, 1, 2) for s in (1, 2)]  # the smoke study's 3 trials, seed 0 their own
     assert all(pair in finished for pair in recorded)  # what was recorded before Ctrl-C was kept, not redone
+
+
+@pytest.mark.slow
+def test_a_confirm_seed_stopped_midway_resumes_from_its_checkpoint_bitwise(tmp_path, procs, mnist):
+    spec = write_spec(tmp_path, "resume", **RESUME)
+    assert cli("--study", str(spec), "--trials", "1", cwd=tmp_path).returncode == 0
+    process = procs.sweep(tmp_path, "confirm", "--top", "1", "--seeds", "2")
+    _, client, experiment_id = stores(tmp_path, "resume")
+    wait_for(lambda: checkpointed(tmp_path, "resume", at_least=80, role="confirm-seed"), process, what="seed 1's second curve point")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 143, output(process)
+    [killed] = client.search_runs([experiment_id], "tags.`sweep.role` = 'confirm-seed'")
+    assert killed.info.status == "KILLED" and records.CHECKPOINT in killed.data.tags
+
+    rerun = cli("confirm", "--top", "1", "--seeds", "2", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    [finished] = client.search_runs([experiment_id], "tags.`sweep.role` = 'confirm-seed' and attributes.status = 'FINISHED'")
+    assert finished.data.tags[records.RESUMED_FROM] == killed.info.run_id and finished.data.params["seed"] == "1"
+    from sweep.model import Backend
+    from sweep.train import train
+
+    straight = train(records.config_of(finished), mnist, Backend.from_params(finished.data.params))  # never stopped
+    assert all(np.array_equal(a, b) for a, b in zip(final_model(client, finished.info.run_id), straight.model.get_weights(), strict=True))
+    assert records.accuracies_of(finished) == straight.accuracies
+    assert records.CHECKPOINT not in client.get_run(killed.info.run_id).data.tags  # superseded, then deleted

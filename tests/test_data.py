@@ -1,7 +1,10 @@
 """MNIST is read, checked and split as the tutorial's `input_data` did; bad files are named."""
 
+import functools
 import gzip
+import http.server
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -78,8 +81,8 @@ def test_corrupted_pixel_fails_md5(copy_dir):
         raw[5000] ^= 0xFF
         return raw
 
-    rewrite(copy_dir / "train-images-idx3-ubyte.gz", flip)
-    with pytest.raises(SweepError, match="train-images-idx3-ubyte: MD5 .* not the canonical"):
+    rewrite(copy_dir / "t10k-images-idx3-ubyte.gz", flip)
+    with pytest.raises(SweepError, match="t10k-images-idx3-ubyte: MD5 .* not the canonical"):
         load_mnist(copy_dir)
 
 
@@ -90,3 +93,37 @@ def test_swapped_image_and_label_files(copy_dir):
     (copy_dir / "tmp").rename(labels)
     with pytest.raises(SweepError, match="t10k-images-idx3-ubyte: magic number 2049 \\(a label file\\)"):
         load_mnist(copy_dir)
+
+
+@pytest.fixture
+def mirror(data_dir):
+    """A web server on this machine serving the four .gz files, as a mirror of MNIST would."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(data_dir))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_mnist_is_downloaded_once_from_a_mirror_and_then_read_from_the_cache(mirror, tmp_path, monkeypatch, mnist):
+    server, url = mirror
+    monkeypatch.setenv("SWEEP_MNIST_URL", url)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    downloaded = load_mnist(None)
+    cached = tmp_path / "keras" / "datasets" / "mnist-idx"
+    assert sorted(p.name for p in cached.iterdir()) == sorted(f"{name}.gz" for name in NAMES)
+    np.testing.assert_array_equal(downloaded.test.x, mnist.test.x)
+    assert downloaded.folder is None and downloaded.md5 == mnist.md5
+    server.shutdown()  # offline from now on: the cache answers
+    again = load_mnist(None)
+    np.testing.assert_array_equal(again.train.y, mnist.train.y)
+
+
+def test_a_mirror_that_fails_is_one_line_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWEEP_MNIST_URL", "http://127.0.0.1:9/mnist/")  # nothing listens there
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    with pytest.raises(SweepError, match="cannot download MNIST from http://127.0.0.1:9/mnist/ .*--data-dir DIR") as info:
+        load_mnist(None)
+    assert "\n" not in str(info.value)

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from sweep import records
 from sweep.checkpoint import Checkpoint
-from tests.conftest import PG_PASSWORD, SMOKE, cli, cli_env, free_port, output, wait_for
+from tests.conftest import PG_PASSWORD, SMOKE, cli, finish, free_port, output, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -122,9 +122,13 @@ RESUME = dict(steps=1200, every=40)
 
 
 def final_model(client, run_id):
+    """The weights of the MLflow model the run logged."""
+    run = client.get_run(run_id)
+    [model] = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", dst_path=tmp, tracking_uri=client.tracking_uri)
-        return [np.array(w) for w in keras.models.load_model(f"{folder}/data/model.keras").get_weights()]
+        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{model.artifact_location}/data/model.keras", dst_path=tmp,
+                                                   tracking_uri=client.tracking_uri)
+        return [np.array(w) for w in keras.models.load_model(path).get_weights()]
 
 
 def record_of(client, run_id):
@@ -147,14 +151,17 @@ def uninterrupted(tmp_path_factory):
     return spec, study.trials[0], record_of(client, study.trials[0].user_attrs["mlflow_run_id"])
 
 
-def checkpointed(folder, name, at_least: int):
-    """The stopped-to-be trial's run, once it holds a checkpoint at `at_least` steps or more."""
+def checkpoint_step(run) -> int:
+    """The step of the run's latest checkpoint (0: none), from the artifact its tag names."""
+    path = run.data.tags.get(records.CHECKPOINT)
+    return int(path.removeprefix(f"{records.CHECKPOINTS}/step-").removesuffix(".npz")) if path else 0
+
+
+def checkpointed(folder, name, at_least: int, role: str = "trial"):
+    """A run in `role`, once it holds a checkpoint of `at_least` steps or more."""
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
-    for run in client.search_runs([client.get_experiment_by_name(name).experiment_id], "tags.`sweep.role` = 'trial'"):
-        path = run.data.tags.get(records.CHECKPOINT, "")
-        if path and int(path.rsplit("-", 1)[1].split(".")[0]) >= at_least:
-            return run
-    return None
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], f"tags.`sweep.role` = '{role}'")
+    return next((run for run in runs if checkpoint_step(run) >= at_least), None)
 
 
 def assert_resumed_as_if_never_stopped(folder, uninterrupted, stopped_number: int, rerun) -> optuna.trial.FrozenTrial:
@@ -192,7 +199,7 @@ def test_a_stopped_trial_resumes_from_its_checkpoint_bitwise(tmp_path, uninterru
     wait_for(lambda: checkpointed(tmp_path, "resume", at_least=80), worker, what="the trial's second curve point")
     worker.send_signal(stop)
     assert worker.wait(timeout=120) == code, output(worker)
-    _, err = worker.communicate()
+    err = finish(worker)
     study, client, _ = stores(tmp_path, "resume")
     stopped = study.trials[0]
     run = client.get_run(stopped.user_attrs["mlflow_run_id"])
@@ -219,7 +226,7 @@ def test_timeout_checkpoints_the_running_trial_and_the_next_run_resumes_it(tmp_p
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]  # no trial starts after the deadline
     run = client.get_run(stopped.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED" and run.data.tags["sweep.trial_state"] == "FAIL"
-    step = int(run.data.tags[records.CHECKPOINT].rsplit("-", 1)[1].split(".")[0])
+    step = checkpoint_step(run)
     assert stopped.user_attrs["train_images"] == step * 128  # what the stopped trial cost
     curve = client.get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in curve] == list(range(40, 40 * len(curve) + 1, 40)) and 40 * len(curve) <= step
@@ -282,8 +289,8 @@ def test_n_jobs_runs_worker_processes_that_find_the_stores_in_their_environment(
     spec = write_spec(tmp_path, "jobs", steps=300)
     storage, tracking = f"sqlite:///{tmp_path}/given-optuna.db", f"sqlite:///{tmp_path}/given-mlflow.db"
     parent = procs.sweep(tmp_path, "--study", str(spec), "--trials", "6", "--n-jobs", "2", "--storage", storage, "--tracking-uri", tracking)
-    out, err = parent.communicate(timeout=600)
-    assert parent.returncode == 0, err[-3000:]
+    out = finish(parent, timeout=600)
+    assert parent.returncode == 0, out[-3000:]
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
     study = optuna.load_study(study_name="jobs", storage=storage)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
@@ -298,8 +305,8 @@ def test_four_workers_share_one_study_on_postgresql(tmp_path, postgres, procs):
     storage, tracking = f"{postgres}/optuna", f"{postgres}/mlflow"
     args = ("--study", str(SMOKE), "--trials", "8", "--storage", storage, "--tracking-uri", tracking)
     workers = [procs.sweep(tmp_path, *args) for _ in range(4)]
-    outputs = [w.communicate(timeout=900) for w in workers]
-    assert [w.returncode for w in workers] == [0, 0, 0, 0], [err[-2000:] for _, err in outputs]
+    outputs = [finish(w) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0, 0], [out[-2000:] for out in outputs]
 
     study = optuna.load_study(study_name="smoke", storage=storage)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
@@ -313,7 +320,7 @@ def test_four_workers_share_one_study_on_postgresql(tmp_path, postgres, procs):
 
     report = cli("report", "--study-name", "smoke", "--storage", storage, "--tracking-uri", tracking, cwd=tmp_path)
     assert report.returncode == 0, report.stderr
-    texts = [out + err for out, err in outputs] + [report.stdout + report.stderr]
+    texts = [*outputs, report.stdout + report.stderr]
     texts += [p.read_text(errors="ignore") for p in (tmp_path / "reports").rglob("*") if p.suffix in (".md", ".html", ".csv")]
     for run in client.search_runs([experiment_id]):
         texts += [str(run.data.params), str(run.data.tags)]

@@ -16,7 +16,9 @@ def python(code: str, cwd=REPO) -> subprocess.CompletedProcess:
 
 
 def test_config_spec_records_and_report_never_import_tensorflow():
-    result = python(NO_TENSORFLOW + "import sweep.config, sweep.spec, sweep.stores, sweep.records, sweep.report, sweep.cli\n")
+    modules = "sweep.config, sweep.spec, sweep.stores, sweep.records, sweep.checkpoint, sweep.attrs, sweep.confirm, " \
+              "sweep.report, sweep.plots, sweep.console, sweep.cli"
+    result = python(NO_TENSORFLOW + f"import {modules}\n")
     assert result.returncode == 0, result.stderr
 
 
@@ -25,6 +27,13 @@ def test_a_bad_study_file_is_answered_before_tensorflow_is_imported(tmp_path):
     result = python(NO_TENSORFLOW + "from sweep.cli import main\nsys.exit(main(['--study', 'bad.toml']))\n", cwd=tmp_path)
     assert result.returncode == 2 and "low = 64 is above high = 8" in result.stderr, result.stderr
     assert not list(tmp_path.glob("*.db"))
+
+
+def test_every_optuna_attribute_key_is_spelled_once():
+    """sweep/attrs.py names them; everywhere else reads and writes them by those names."""
+    literal_key = re.compile(r"""(user_attrs\[|user_attrs\.get\(|set_user_attr\(|user_attrs=\{)\s*["']""")
+    for path in sorted((REPO / "sweep").glob("*.py")):
+        assert not literal_key.search(path.read_text()), path.name
 
 
 def test_only_records_spells_the_mlflow_schema():

@@ -8,7 +8,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from sweep.report import CLAIM_COUNTS, claim_verdict, write_report
 from sweep.stats import Accuracy
-from tests.conftest import SMOKE, run_cli, trial_runs
+from tests.conftest import SMOKE, cli, trial_runs
 
 
 def test_claim_interval_is_the_librarys():
@@ -22,15 +22,18 @@ def test_claim_verdict(correct, verdict):
     assert claim_verdict(*Accuracy(correct, 10000).interval()) == verdict
 
 
-def test_report_of_a_swept_study(swept):
-    folder, _ = swept
-    baseline = run_cli("baseline", "--seeds", "2", cwd=folder)  # the spec kept with the storage's only study
+def test_report_of_a_swept_study(copy_of_swept):
+    folder = copy_of_swept
+    baseline = cli("baseline", "--seeds", "2", cwd=folder)  # the spec kept with the storage's only study
     assert baseline.returncode == 0, baseline.stderr
     assert "baseline of 'smoke'" in baseline.stdout and "/60 [" in baseline.stderr  # a bar over each seed's steps
-    more = run_cli("baseline", "--study", str(SMOKE), "--seeds", "3", cwd=folder)
+    assert "The study's baseline" in (folder / "reports" / "smoke" / "report.md").read_text()  # baseline rewrote the report
+    more = cli("baseline", "--study", str(SMOKE), "--seeds", "3", cwd=folder)
     assert [line.split()[1] for line in more.stdout.splitlines() if line.startswith("seed ")] == ["2"]
+    tutorial = cli("baseline", "--study", str(tiny_tutorial(folder)), "--seeds", "2", cwd=folder)  # the verdict's yardstick
+    assert tutorial.returncode == 0, tutorial.stderr
 
-    result = run_cli("report", cwd=folder)  # the storage's only study
+    result = cli("report", cwd=folder)  # the storage's only study
     assert result.returncode == 0, result.stderr
     out = folder / "reports" / "smoke"
     table = pd.read_csv(out / "trials.csv")
@@ -52,15 +55,27 @@ def test_report_of_a_swept_study(swept):
     assert "127/128 = 99.22%" in page and "95.71% – 99.86%" in page
     best = table.loc[table["val_accuracy"].idxmax()]
     assert f"Trial {best['number']} (" in page and "99.21% lies above its 95% Wilson interval" in page
-    for png in ("history.png", "slice.png", "val_vs_test.png", "full_vs_first128.png"):
+    for png in ("history.png", "slice.png", "val_vs_test.png", "full_vs_first128.png", "cost.png", "curves.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in page
+    tutorial_runs = client.search_runs([client.get_experiment_by_name("tutorial").experiment_id], "tags.`sweep.role` = 'baseline-seed'")
+    tutorial_mean = sum(r.data.metrics["test_accuracy"] for r in tutorial_runs) / 2
+    assert (f"The tutorial's own recipe (40 steps), over 2 seeds: mean test accuracy {100 * tutorial_mean:.2f}% on the first 300 "
+            f"test images only") in page.split("## The claim")[0]  # in the verdict
     assert "<table" in (out / "report.html").read_text()
     parent = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'study'")[0]
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.md", "report/report.html", "report/trials.csv", "report/history.png"} <= logged
 
 
-def recorded_study(folder, name, *test_correct):
+def tiny_tutorial(folder):
+    """A study file named "tutorial" (the verdict's yardstick) that trains in a second."""
+    path = folder / "tutorial-tiny.toml"
+    path.write_text(SMOKE.read_text().replace('name = "smoke"', 'name = "tutorial"').replace("train_steps = 60", "train_steps = 40")
+                    .replace("test_limit = 500", "test_limit = 300"))
+    return path
+
+
+def recorded_study(folder, name, *test_correct, vary: bool = False):
     """A real Optuna study and MLflow experiment holding finished trials with these test counts
     (all with the same validation count), as a sweep would have recorded them; no training
     needed to test what the report says."""
@@ -76,6 +91,9 @@ def recorded_study(folder, name, *test_correct):
         "forget_bias": optuna.distributions.FloatDistribution(0, 3),
     }
     for number, correct in enumerate(test_correct):
+        if vary:  # trials that differ: something for importances to weigh
+            params = {"num_units": 32 + 40 * number, "learning_rate": 1e-4 * 1.5 ** number, "batch_size": 32 + 16 * (number % 5),
+                      "forget_bias": (number * 7 % 10) / 4}
         tags = {"sweep.role": "trial", "optuna.trial_number": str(number)}
         run = client.create_run(experiment_id, run_name=f"trial-{number:04d}", tags=tags)
         counts = {"val_accuracy": (4980, 5000), "test_accuracy": (correct, 10000), "test_accuracy_first128": (127, 128)}
@@ -83,7 +101,7 @@ def recorded_study(folder, name, *test_correct):
             for key, value in ((metric, right / total), (f"{metric}_correct", right), (f"{metric}_total", total)):
                 client.log_metric(run.info.run_id, key, value)
         client.set_terminated(run.info.run_id)
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.996,
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.9 + correct / 1e5 if vary else 0.996,
                                                   user_attrs={"mlflow_run_id": run.info.run_id}))
     return study, client
 
@@ -114,9 +132,9 @@ def test_report_on_a_missing_study_is_exit_2(tmp_path):
     for name in ("first", "second"):
         optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path}/optuna.db")
     MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()  # an (empty) tracking store
-    result = run_cli("report", "--study-name", "nothing", cwd=tmp_path)
+    result = cli("report", "--study-name", "nothing", cwd=tmp_path)
     assert result.returncode == 2 and "no study 'nothing'" in result.stderr and "Traceback" not in result.stderr
-    several = run_cli("report", cwd=tmp_path)  # which one? the error names them
+    several = cli("report", cwd=tmp_path)  # which one? the error names them
     assert several.returncode == 2 and "holds 2 studies (first, second): pick one with --study-name" in several.stderr
 
 
@@ -185,3 +203,17 @@ def test_the_pareto_front_and_the_cheapest_as_good_as_the_best():
     assert best["number"] == 4 and cheap["number"] == 1  # 99.20% lies inside 99.40%'s Wilson interval; 96% does not
     alone = frame[frame["number"].isin([0, 4])]
     assert cheapest_as_good(alone)[1]["number"] == 4
+
+
+def test_fanova_weighs_the_hyperparameters_from_ten_completed_trials(tmp_path):
+    nine, _ = recorded_study(tmp_path, "nine", *range(9900, 9909), vary=True)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    write_report(nine, client, tmp_path / "nine")
+    assert "fANOVA importances need 10" in (tmp_path / "nine" / "report.md").read_text()
+    ten, _ = recorded_study(tmp_path, "ten", *range(9900, 9910), vary=True)
+    write_report(ten, client, tmp_path / "ten")
+    page = (tmp_path / "ten" / "report.md").read_text()
+    assert "Optuna's fANOVA importances over 10 completed trials (validation accuracy):" in page
+    importances = optuna.importance.get_param_importances(ten, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    for name, value in importances.items():
+        assert f"| {name} " in page and f"{round(value, 3):.4g}" in page

@@ -141,3 +141,50 @@ def test_label_smoothing_is_cross_entropy_against_mixed_targets():
     expected = -sum(0.8 * p[i, y] + 0.2 / 3 * p[i].sum() for i, y in enumerate([0, 2]))
     assert float(loss_sum(labels, logits, 0.2)) == pytest.approx(expected, rel=1e-6)
     assert float(loss_sum(labels, logits, 0.0)) == pytest.approx(-(p[0, 0] + p[1, 2]), rel=1e-6)
+
+
+def test_a_training_resumed_from_any_checkpoint_ends_bitwise_as_one_that_never_stopped(mnist):
+    """Every recipe addition on (the schedule, clipping, weight decay, shifts, the moving
+    average): its state is in the checkpoint, or derived from (seed, step). Stopped at a curve
+    point, and between two, the resumed training ends with the same weights, curve and counts."""
+    from sweep.checkpoint import Checkpoint
+    from sweep.errors import TrainingStopped
+
+    config = TrainConfig(num_units=16, epochs=3, eval_points=6, batch_size=100, train_limit=1000, val_limit=300,
+                         test_limit=300, lr_schedule="one_cycle", clip_norm=1.0, weight_decay=0.01, shift_pixels=1,
+                         ema_momentum=0.9)
+    curve = []
+    straight = train(config, mnist, NATIVE, on_eval=curve.append)
+    for stop_after in (10, 18):  # a curve point (every 5 steps), and between two (calls end at 5, 10, 15, 20, 25, 30)
+        saved = []
+
+        def stop(done, steps, last, at=stop_after):
+            if done >= at:
+                raise TrainingStopped("stopped")
+
+        with pytest.raises(TrainingStopped):
+            train(config, mnist, NATIVE, on_step=stop, on_checkpoint=lambda c: saved.append(c.to_bytes()))
+        checkpoint = Checkpoint.from_bytes(saved[-1])
+        assert checkpoint.step == (10 if stop_after == 10 else 20) and checkpoint.config == config
+        resumed_curve = []
+        resumed = train(config, mnist, NATIVE, on_eval=resumed_curve.append, resume=checkpoint)
+        assert [(p.point, p.val, p.train_loss, p.train_images) for p in [*checkpoint.curve, *resumed_curve]] == \
+            [(p.point, p.val, p.train_loss, p.train_images) for p in curve]
+        assert all(np.array_equal(a, b) for a, b in zip(resumed.model.get_weights(), straight.model.get_weights(), strict=True))
+        assert resumed.accuracies == straight.accuracies and resumed.train_images == straight.train_images == 30 * 100
+
+
+def test_a_checkpoint_is_refused_when_damaged_or_of_another_configuration(mnist):
+    from sweep.checkpoint import Checkpoint, CheckpointError
+
+    saved = []
+    train(replace(SMALL, train_steps=40), mnist, NATIVE, on_checkpoint=lambda c: saved.append(c))
+    [checkpoint] = saved  # at the first of two curve points: the last one ends the training
+    data = checkpoint.to_bytes()
+    assert Checkpoint.from_bytes(data).weights.keys() == checkpoint.weights.keys()
+    for spoiled in (data[: len(data) // 2], data[:100] + bytes([data[100] ^ 0xFF]) + data[101:], b"", b"not a checkpoint"):
+        with pytest.raises(CheckpointError):
+            Checkpoint.from_bytes(spoiled)
+    checkpoint.check_fits(replace(SMALL, train_steps=40))
+    with pytest.raises(CheckpointError, match="another configuration \\(learning_rate, seed differ\\)"):
+        checkpoint.check_fits(replace(SMALL, train_steps=40, seed=1, learning_rate=0.01))

@@ -5,16 +5,14 @@ Screenshots land in test-artifacts/ (kept by CI as the test's artifacts)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import REPO, free_port, run_cli
+from tests.conftest import REPO, Processes, cli, free_port, serve
 
 SHOTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -22,30 +20,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 
 
-def serve(command: list[str], url: str, cwd: Path, timeout: float = 120) -> subprocess.Popen:
-    """Start a server and wait until `url` answers."""
-    server = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                if answer.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.5)
-    server.kill()
-    raise AssertionError(f"{command[0]} did not answer at {url}")
-
-
 @pytest.fixture(scope="module")
 def mlflow_ui(swept):
     folder, _ = swept
-    port = free_port()
-    server = serve([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
+    port, servers = free_port(), Processes()
+    serve(servers, [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
                     "--host", "127.0.0.1", "--port", str(port)], f"http://127.0.0.1:{port}/health", folder)
     yield f"http://127.0.0.1:{port}", MlflowClient(f"sqlite:///{folder}/mlflow.db")
-    server.terminate()
-    server.wait(timeout=30)
+    servers.kill_all()
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +64,10 @@ def test_trial_page_shows_its_accuracies_and_state(mlflow_ui, page):
     page.goto(f"{url}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}")
     page.get_by_text("trial-0001").first.wait_for(timeout=60_000)
     page.get_by_text("test_accuracy", exact=True).first.wait_for(timeout=30_000)
-    body = page.inner_text("body")
-    assert "test_accuracy_first128" in body and "val_accuracy" in body
-    assert f"{run.data.metrics['test_accuracy']}"[:5] in body  # the logged value, as shown
+    lines = page.inner_text("body").splitlines()
+    shown = {lines[i]: lines[i + 1] for i in range(lines.index("Metric"), len(lines) - 1)}  # the metrics table: name, value
+    for key in ("val_accuracy", "test_accuracy", "test_accuracy_first128", "test_accuracy_correct", "train_images"):
+        assert float(shown[key]) == run.data.metrics[key], key  # the logged value, as the page shows it
     page.screenshot(path=str(SHOTS / "mlflow-trial.png"), full_page=True)
 
 
@@ -102,24 +85,20 @@ def test_parent_run_carries_the_report(mlflow_ui, page):
     page.screenshot(path=str(SHOTS / "mlflow-parent.png"), full_page=True)
 
 
-def test_optuna_dashboard_serves_the_study(swept):
+def test_optuna_dashboard_serves_the_study(swept, procs):
     folder, _ = swept
     port = free_port()
     dashboard = str(Path(sys.executable).parent / "optuna-dashboard")  # the console script beside this Python
     command = [dashboard, f"sqlite:///{folder}/optuna.db", "--host", "127.0.0.1", "--port", str(port)]
-    server = serve(command, f"http://127.0.0.1:{port}/api/studies", folder)
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as answer:
-            studies = json.load(answer)["study_summaries"]
-        assert [s["study_name"] for s in studies] == ["smoke"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    serve(procs, command, f"http://127.0.0.1:{port}/api/studies", folder)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=10) as answer:
+        studies = json.load(answer)["study_summaries"]
+    assert [s["study_name"] for s in studies] == ["smoke"]
 
 
-def test_report_page_leads_with_a_verdict_and_every_image_loads(swept, page):
-    folder, _ = swept
-    result = run_cli("report", "--out", "reports/for-the-browser", cwd=folder)
+def test_report_page_leads_with_a_verdict_and_every_image_loads(copy_of_swept, page):
+    folder = copy_of_swept
+    result = cli("report", "--out", "reports/for-the-browser", cwd=folder)
     assert result.returncode == 0, result.stderr
     page.goto((folder / "reports" / "for-the-browser" / "report.html").as_uri())
     body = page.inner_text("body")
@@ -127,7 +106,8 @@ def test_report_page_leads_with_a_verdict_and_every_image_loads(swept, page):
     assert "on the first 500 test images only" in body  # the smoke study's slice, not "all test images"
     assert "Too few trials to say" in body  # no ±1 rank correlation from 3 trials
     images = page.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
-    assert sorted(src for src, _ in images) == ["full_vs_first128.png", "history.png", "slice.png", "val_vs_test.png"]
+    assert sorted(src for src, _ in images) == ["cost.png", "curves.png", "full_vs_first128.png", "history.png", "slice.png",
+                                                "val_vs_test.png"]
     assert all(loaded for _, loaded in images), images
     assert "0.001000" not in body and "1.000000" not in body  # numbers as people write them
     page.set_viewport_size({"width": 1280, "height": 900})

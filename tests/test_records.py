@@ -1,0 +1,92 @@
+"""The MLflow record, on a real tracking store, with no training: checkpoints kept one at a
+time where every worker can read them, found again along a chain of resumed runs, and gone
+once the training ends; what a run's configuration costs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from sweep import records
+from sweep.checkpoint import Checkpoint, CheckpointError
+from sweep.config import CurvePoint, TrainConfig
+from sweep.stats import Accuracy
+
+CONFIG = TrainConfig(num_units=8, train_steps=30, eval_every=10)
+
+
+def checkpoint(step: int) -> Checkpoint:
+    curve = tuple(CurvePoint(p, Accuracy(90 + p, 200), 1.0 / p, 0.1 * p, 128 * p) for p in range(10, step + 1, 10))
+    rng = np.random.default_rng(step)
+    return Checkpoint(CONFIG, ("native", 2), step, curve, np.arange(3, dtype=np.float32), 0.5,
+                      {"lstm/kernel": rng.random((4, 4), np.float32)}, {"adam/iteration": np.int64(step)})
+
+
+@pytest.fixture
+def store(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("s", artifact_location=str(tmp_path / "artifacts"))
+    return client, experiment
+
+
+def new_run(client, experiment) -> records.ConfigRun:
+    return records.ConfigRun(client, experiment, client.create_run(experiment).info.run_id)
+
+
+def checkpoint_files(client, run_id) -> list[str]:
+    return [a.path for a in client.list_artifacts(run_id, records.CHECKPOINTS)]
+
+
+def test_a_run_keeps_only_its_latest_checkpoint_and_names_it(store):
+    client, experiment = store
+    run = new_run(client, experiment)
+    for step in (10, 20, 30):
+        run.save_checkpoint(checkpoint(step))
+        assert checkpoint_files(client, run.run_id) == [f"checkpoint/step-{step:09d}.npz"]
+    holder, found = records.find_checkpoint(client, run.run_id)
+    assert holder == run.run_id and found.step == 30 and [p.point for p in found.curve] == [10, 20, 30]
+    np.testing.assert_array_equal(found.weights["lstm/kernel"], checkpoint(30).weights["lstm/kernel"])
+    run.discard_checkpoints()
+    assert checkpoint_files(client, run.run_id) == [] and records.CHECKPOINT not in client.get_run(run.run_id).data.tags
+    assert records.find_checkpoint(client, run.run_id) is None
+
+
+def test_a_checkpoint_is_found_along_the_runs_that_resumed_it(store):
+    client, experiment = store
+    first = new_run(client, experiment)
+    first.save_checkpoint(checkpoint(10))
+    second = new_run(client, experiment)  # resumed from it, stopped before a checkpoint of its own
+    second.log_resumed(first.run_id, checkpoint(10))
+    assert records.find_checkpoint(client, second.run_id)[0] == first.run_id
+    history = client.get_metric_history(second.run_id, "val_accuracy")
+    assert [(m.step, m.value) for m in history] == [(10, 100 / 200)]  # the curve carried over
+    third = new_run(client, experiment)
+    third.log_resumed(first.run_id, checkpoint(10))
+    third.save_checkpoint(checkpoint(20))  # its own: the one it continued is superseded, and deleted
+    assert checkpoint_files(client, first.run_id) == [] and records.find_checkpoint(client, third.run_id)[1].step == 20
+
+
+def test_a_checkpoint_that_cannot_be_read_is_said_so(store, tmp_path):
+    client, experiment = store
+    run = new_run(client, experiment)
+    run.save_checkpoint(checkpoint(10))
+    path = tmp_path / "artifacts" / run.run_id / "artifacts" / run.checkpoint
+    path.write_bytes(b"half a checkpoint")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        records.find_checkpoint(client, run.run_id)
+    path.unlink()
+    with pytest.raises(CheckpointError, match=f"run {run.run_id}'s checkpoint checkpoint/step-000000010.npz cannot be read"):
+        records.find_checkpoint(client, run.run_id)
+
+
+def test_a_runs_training_images_come_from_its_configuration(store):
+    client, experiment = store
+    run_id = client.create_run(experiment).info.run_id
+    for key, value in records.config_params(TrainConfig(epochs=2, batch_size=100, train_limit=1000)).items():
+        client.log_param(run_id, key, value)
+    assert records.images_of(client.get_run(run_id)) == 20 * 100
+    older = client.create_run(experiment).info.run_id  # logged before epochs existed: train_steps decides
+    for key in ("train_steps", "batch_size"):
+        client.log_param(older, key, str(getattr(TrainConfig(), key)))
+    assert records.images_of(client.get_run(older)) == 799 * 128
