@@ -25,7 +25,7 @@ def trial_line(trial: FrozenTrial, accuracies: dict[str, Accuracy] | None) -> st
     a = trial.user_attrs
     run = f"  run {a[MLFLOW_RUN_ID]}" if MLFLOW_RUN_ID in a else ""
     resumed = f"  (resumed at step {a[RESUMED]['step']})" if RESUMED in a else ""
-    if trial.state.name == "PRUNED":
+    if trial.state == TrialState.PRUNED:
         return f"{head}  pruned at {a[PRUNED]['at']}, val {Accuracy(*a[PRUNED]['val'])}{resumed}{run}"
     if accuracies is None:
         return f"{head}  {trial.state.name.lower()}: {a.get(FAILURE, 'see its MLflow run')}{run}"

@@ -110,10 +110,10 @@ def _fetch() -> dict[str, bytes]:
     try:
         if mirror:
             cache = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras")
-            for name in FILES:
-                keras.utils.get_file(f"{name}.gz", f"{mirror.rstrip('/')}/{name}.gz", cache_dir=str(cache),
-                                     cache_subdir=MIRROR_CACHE)
-            return {name: _read_file(cache / MIRROR_CACHE, name) for name in FILES}
+            cache.mkdir(parents=True, exist_ok=True)  # else Keras caches in /tmp/.keras
+            paths = {name: Path(keras.utils.get_file(f"{name}.gz", f"{mirror.rstrip('/')}/{name}.gz", cache_dir=str(cache),
+                                                     cache_subdir=MIRROR_CACHE)) for name in FILES}
+            return {name: _read_file(path.parent, name) for name, path in paths.items()}
         (xtr, ytr), (xte, yte) = keras.datasets.mnist.load_data()
     except SweepError:
         raise

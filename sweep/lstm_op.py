@@ -1,9 +1,9 @@
 """BasicLSTMCell over all time steps as a native TensorFlow op (lstm_op.cc), built on first use.
 
-Why: written with TensorFlow ops, the tutorial's LSTM trained ~12% slower than PyTorch's
-nn.LSTM on the same CPU; as one op per direction it is faster (bench/throughput.py). The build
-needs a C++ compiler (`c++`, or $CXX) and TensorFlow's headers, which its wheel carries. It
-takes about 30 s, once per machine, compiler and TensorFlow version; the library is cached.
+Why: written with TensorFlow ops, the tutorial's LSTM trained slower than PyTorch's nn.LSTM on
+the same CPU; as one op per direction it is faster (bench/throughput.py measures both). The
+build needs a C++ compiler (`c++`, or $CXX) and TensorFlow's headers, which its wheel carries.
+It runs once per machine, compiler and TensorFlow version; the library is cached.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ gradients, so Adam makes the same updates).
 How the LSTM is computed while training is a backend's business:
   keras   the layer itself (TensorFlow places it on cuDNN when there is a GPU)
   native  the same variables, mapped into BasicLSTMCell's layout inside the graph, through a
-          compiled CPU op (sweep/lstm_op.cc; ~1.4x the keras backend on a CPU)
+          compiled CPU op (sweep/lstm_op.cc; faster than the keras backend on a CPU, see
+          docs/performance.md)
   v1      runs logged before the stock layer: the BasicLSTM layer of sweep/model_v1.py
 """
 
@@ -21,6 +22,7 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import keras
 import tensorflow as tf
@@ -31,6 +33,7 @@ from sweep.errors import SweepError
 from sweep.model_v1 import build_model_v1
 
 Forward = Callable[[tf.Tensor, bool], tf.Tensor]  # (images, training) -> logits
+BackendName = Literal["native", "keras", "v1"]  # what a run records (v1: runs logged before the stock layer)
 
 
 def build_model(num_units: int, forget_bias: float, steps: int = 28, inputs: int = 28) -> keras.Model:
@@ -71,7 +74,7 @@ class Backend:
     chain of ops that TensorFlow runs on its own core (rows do not interact; the losses are
     summed in a fixed order, so the result depends on the chain count, never on timing)."""
 
-    name: str  # native, keras or v1
+    name: BackendName
     chains: int
 
     def params(self) -> dict[str, str]:
@@ -135,7 +138,7 @@ def choose_backend(requested: str, gpus: list | None = None, say: Callable[[str]
     try:
         lstm_op.load()
     except SweepError as e:
-        say(f"lstm backend: keras ({e}; keras.layers.LSTM trains the same model at ~0.7x the native op's speed)")
+        say(f"lstm backend: keras ({e}; keras.layers.LSTM trains the same model, more slowly on a CPU)")
         return Backend("keras", chains)
     return Backend("native", chains)
 

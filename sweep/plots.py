@@ -18,12 +18,13 @@ from optuna.trial import TrialState
 from sweep.attrs import STOPPED
 
 PERCENT = FuncFormatter(lambda v, _: f"{100 * v:.2f}")  # Optuna plots fractions; people read percent
-STATES = {  # how a trial's learning curve ends: (colour, marker, legend)
-    "COMPLETE": ("tab:blue", "o", "complete"),
-    "PRUNED": ("tab:orange", "x", "pruned"),
-    "STOPPED": ("tab:purple", "s", "stopped (resumes)"),
-    "FAIL": ("tab:red", "v", "failed"),
-    "RUNNING": ("tab:gray", ">", "running"),
+STOPPED_ON_PURPOSE = "stopped"  # a FAIL that resumes: marked apart from the others
+ENDS = {  # how a trial's learning curve ends: (colour, marker, legend)
+    TrialState.COMPLETE: ("tab:blue", "o", "complete"),
+    TrialState.PRUNED: ("tab:orange", "x", "pruned"),
+    STOPPED_ON_PURPOSE: ("tab:purple", "s", "stopped (resumes)"),
+    TrialState.FAIL: ("tab:red", "v", "failed"),
+    TrialState.RUNNING: ("tab:gray", ">", "running"),
 }
 
 
@@ -112,8 +113,8 @@ def learning_curves(study: optuna.Study, unit: str, claim: float):
         if not trial.intermediate_values:
             continue
         points = sorted(trial.intermediate_values.items())
-        state = "STOPPED" if trial.state == TrialState.FAIL and trial.user_attrs.get(STOPPED) else trial.state.name
-        colour, marker, label = STATES.get(state, STATES["FAIL"])
+        state = STOPPED_ON_PURPOSE if trial.state == TrialState.FAIL and trial.user_attrs.get(STOPPED) else trial.state
+        colour, marker, label = ENDS.get(state, ENDS[TrialState.FAIL])
         xs, ys = [p for p, _ in points], [100 * v for _, v in points]
         ax.plot(xs, ys, "-", color=colour, alpha=0.5, linewidth=1)
         ax.plot(xs[-1:], ys[-1:], marker, color=colour, label=None if state in seen else label)

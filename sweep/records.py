@@ -23,10 +23,11 @@ from pathlib import Path
 import mlflow
 import optuna
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, Run, RunTag
+from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
+from optuna.trial import TrialState
 
 from sweep.checkpoint import Checkpoint, CheckpointError
 from sweep.config import CurvePoint, TrainConfig, TrainResult, cpu_model
@@ -40,7 +41,10 @@ ROLE = "sweep.role"  # which kind of run: one of the roles below
 STUDY, TRIAL, BASELINE, BASELINE_SEED, REPRODUCTION = "study", "trial", "baseline", "baseline-seed", "reproduction"
 CONFIRM, CONFIRM_SEED = "confirm", "confirm-seed"  # a top trial's configuration trained again with other seeds
 STUDY_NAME, TRIAL_NUMBER = "optuna.study_name", "optuna.trial_number"
-TRIAL_STATE = "sweep.trial_state"  # COMPLETE, PRUNED or FAIL, as in Optuna
+TRIAL_STATE = "sweep.trial_state"  # COMPLETE, PRUNED or FAIL: the trial's state in Optuna
+COMPLETE, PRUNED_STATE, FAIL = (s.name for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+FINISHED, FAILED, KILLED, RUNNING = (RunStatus.to_string(s) for s in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED,
+                                                                     RunStatus.RUNNING))  # an MLflow run's status
 FAILURE, PRUNED = "sweep.failure", "sweep.pruned"  # why
 REPRODUCES, REPRODUCED = "sweep.reproduces", "sweep.reproduced"
 GIT_COMMIT = "sweep.git_commit"  # the tool's commit, on every run about a configuration
@@ -258,9 +262,9 @@ def find_checkpoint(client: MlflowClient, run_id: str) -> tuple[str, Checkpoint]
     return None
 
 
-def mark_failed(client: MlflowClient, run_id: str, reason: str, status: str = "FAILED") -> None:
+def mark_failed(client: MlflowClient, run_id: str, reason: str, status: str = FAILED) -> None:
     """Close a run as a failed trial, saying why (FAILED, or KILLED when stopped from outside)."""
-    client.log_batch(run_id, tags=[RunTag(FAILURE, reason[:5000]), RunTag(TRIAL_STATE, "FAIL")])
+    client.log_batch(run_id, tags=[RunTag(FAILURE, reason[:5000]), RunTag(TRIAL_STATE, FAIL)])
     client.set_terminated(run_id, status=status)
 
 
@@ -282,18 +286,18 @@ def config_run(
         yield record
     except optuna.TrialPruned as e:
         record.discard_checkpoints()
-        client.log_batch(run_id, tags=[RunTag(TRIAL_STATE, "PRUNED"), RunTag(PRUNED, str(e))])
-        client.set_terminated(run_id, status="KILLED")  # stopped early, on purpose; the partial curve stays
+        client.log_batch(run_id, tags=[RunTag(TRIAL_STATE, PRUNED_STATE), RunTag(PRUNED, str(e))])
+        client.set_terminated(run_id, status=KILLED)  # stopped early, on purpose; the partial curve stays
         raise
     except BaseException as e:
         if isinstance(e, TrainingDiverged):  # nothing to resume
             record.discard_checkpoints()
         reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-        mark_failed(client, run_id, reason, "KILLED" if isinstance(e, (KeyboardInterrupt, TrainingStopped)) else "FAILED")
+        mark_failed(client, run_id, reason, KILLED if isinstance(e, (KeyboardInterrupt, TrainingStopped)) else FAILED)
         raise
     record.discard_checkpoints()
-    client.log_batch(run_id, tags=[RunTag(TRIAL_STATE, "COMPLETE")])
-    client.set_terminated(run_id, status="FINISHED")
+    client.log_batch(run_id, tags=[RunTag(TRIAL_STATE, COMPLETE)])
+    client.set_terminated(run_id, status=FINISHED)
 
 
 def experiment_id(client: MlflowClient, spec: Spec) -> str:
@@ -352,7 +356,7 @@ def open_parent_run(client: MlflowClient, spec: Spec, role: str, name: str, note
     these params. Race-safe: of runs created at once by several workers, the oldest is kept."""
     found = parent_run(client, spec.name, role)
     if found is not None:
-        client.update_run(found.info.run_id, status="RUNNING")
+        client.update_run(found.info.run_id, status=RUNNING)
         return found.info.run_id
     run = client.create_run(experiment_id(client, spec), run_name=name, tags={ROLE: role, STUDY_NAME: spec.name, NOTE: note})
     if params:
@@ -371,7 +375,7 @@ SEED_NOTES = {
 }
 
 
-def seed_runs(client: MlflowClient, study_name: str, role: str, status: str = "FINISHED") -> list[Run]:
+def seed_runs(client: MlflowClient, study_name: str, role: str, status: str = FINISHED) -> list[Run]:
     """The seed runs under the study's `role` parent (BASELINE or CONFIRM) with this status,
     by trial number (confirm's) and seed."""
     runs = runs_of(client, study_name, SEED_ROLES[role], f"attributes.status = '{status}'")
@@ -392,7 +396,7 @@ def seed_run(client: MlflowClient, spec: Spec, parent_id: str, role: str, number
 def stopped_seed_runs(client: MlflowClient, study_name: str, role: str, number: int | None, seed: int) -> list[Run]:
     """Runs of this seed (of this trial, for confirm) that were stopped before their end, newest
     first: where a checkpoint to resume from may be."""
-    where = f"attributes.status = 'KILLED' and params.seed = '{seed}'"
+    where = f"attributes.status = '{KILLED}' and params.seed = '{seed}'"
     if number is not None:
         where += f" and tags.`{TRIAL_NUMBER}` = '{number}'"
     return runs_of(client, study_name, SEED_ROLES[role], where, order_by=["attributes.start_time DESC"])

@@ -102,7 +102,7 @@ def trials_frame(study: optuna.Study, client: MlflowClient) -> pd.DataFrame:
 
 def completed(frame: pd.DataFrame) -> pd.DataFrame:
     """The completed trials with their results, in trial order."""
-    return frame[frame["state"] == "COMPLETE"].dropna(subset=["val_accuracy", "test_accuracy"])
+    return frame[frame["state"] == optuna.trial.TrialState.COMPLETE.name].dropna(subset=["val_accuracy", "test_accuracy"])
 
 
 def best_row(done: pd.DataFrame) -> pd.Series:

@@ -63,10 +63,10 @@ def find_run(client: MlflowClient, run_id: str | None, study_name: str | None, t
         runs = records.trial_runs(client, study_name, trial)
         if not runs:
             raise SweepError(f"study '{study_name}' has no run for trial {trial}")
-        run = next((r for r in runs if r.info.status == "FINISHED"), runs[0])
+        run = next((r for r in runs if r.info.status == records.FINISHED), runs[0])
     if not records.is_trial(run):
         raise SweepError(f"run {run.info.run_id} is not a trial run of a sweep")
-    if run.info.status != "FINISHED":
+    if run.info.status != records.FINISHED:
         raise SweepError(f"run {run.info.run_id} did not finish (status {run.info.status}): there is no result to reproduce")
     return run
 

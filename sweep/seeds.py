@@ -59,7 +59,7 @@ def train_seeds(client: MlflowClient, spec: Spec, role: str, jobs: list[Job], mn
                 run.log_result(result)
             on_seed(number, config.seed, result)
     finally:
-        client.set_terminated(parent_id, status="FINISHED")
+        client.set_terminated(parent_id, status=records.FINISHED)
 
 
 def baseline(client: MlflowClient, spec: Spec, mnist: Mnist, backend: Backend, seeds: int,

@@ -142,8 +142,7 @@ class Trainer:
     def _compile(self, forward: Forward, x: tf.Tensor, y: tf.Tensor) -> Callable[[np.ndarray], tf.Tensor]:
         """Adam steps on the batches' mean softmax cross-entropy, in a loop inside one graph. The
         images stay in TensorFlow and each batch is gathered there: per step, no Python, no
-        copies (together 1.3x the samples/s of one call per step with NumPy batches, measured on
-        2 cores). The loss and gradients are the full batch's, its slices summed in a fixed
+        copies. The loss and gradients are the full batch's, its slices summed in a fixed
         order, so a trial stays deterministic and its weights do not depend on how its steps
         are grouped into calls."""
         variables, optimizer, chains, config = self.model.trainable_variables, self.optimizer, self.chains, self.config

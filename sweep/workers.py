@@ -174,9 +174,9 @@ def stale_trial_callback(client: MlflowClient) -> Callable[[optuna.Study, Frozen
     def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
         queued = retry(study, trial)
         run_id = trial.user_attrs.get(MLFLOW_RUN_ID)
-        if run_id and client.get_run(run_id).info.status == "RUNNING":
+        if run_id and client.get_run(run_id).info.status == records.RUNNING:
             then = "queued again, to resume from its last checkpoint" if queued else f"not queued again (its worker died {MAX_DEATHS + 1} times)"
-            records.mark_failed(client, run_id, f"worker died (no heartbeat, or its process is gone); {then}", "KILLED")
+            records.mark_failed(client, run_id, f"worker died (no heartbeat, or its process is gone); {then}", records.KILLED)
 
     return on_stale
 

@@ -55,7 +55,7 @@ def test_confirm_trains_the_missing_seeds_of_the_top_trials_and_chooses_on_mean_
     means = mean_val_by_trial(client, experiment_id, study)
     chosen = max(means, key=lambda n: (means[n], -n))
     assert f"Chosen on mean validation accuracy over 2 seeds (test never decides): trial {chosen}," in result.stdout
-    assert f"registered: models:/smoke@best (version " in result.stdout and f", trial {chosen})" in result.stdout
+    assert "registered: models:/smoke@best (version " in result.stdout and f", trial {chosen})" in result.stdout
     assert client.get_model_version_by_alias("smoke", "best").run_id == study.trials[chosen].user_attrs["mlflow_run_id"]
 
     assert "## Confirmed over seeds" in (folder / "reports" / "smoke" / "report.md").read_text()  # confirm rewrote it

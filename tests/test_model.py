@@ -151,6 +151,7 @@ def test_v1_model_still_computes_basic_lstm_cell():
         np.testing.assert_allclose(model(x.astype(np.float32), training=training).numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow  # a Python of its own, importing TensorFlow
 def test_saved_model_loads_in_a_python_that_never_imported_this_project(tmp_path):
     keras.utils.set_random_seed(0)
     model = build_model(16, 1.5)

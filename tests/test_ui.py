@@ -68,6 +68,8 @@ def test_trial_page_shows_its_accuracies_and_state(mlflow_ui, page):
     shown = {lines[i]: lines[i + 1] for i in range(lines.index("Metric"), len(lines) - 1)}  # the metrics table: name, value
     for key in ("val_accuracy", "test_accuracy", "test_accuracy_first128", "test_accuracy_correct", "train_images"):
         assert float(shown[key]) == run.data.metrics[key], key  # the logged value, as the page shows it
+    for key in ("val_accuracy", "test_accuracy", "test_accuracy_first128"):  # each accuracy is its counts' ratio
+        assert float(shown[key]) == float(shown[f"{key}_correct"]) / float(shown[f"{key}_total"]), key
     page.screenshot(path=str(SHOTS / "mlflow-trial.png"), full_page=True)
 
 
