@@ -301,11 +301,18 @@ def config_run(
 
 
 def experiment_id(client: MlflowClient, spec: Spec) -> str:
-    """The study's experiment, created on first use."""
+    """The study's experiment, created on first use. Race-safe: of workers that start together,
+    one creates it, and the others' inserts fail on its unique name; they take the one made."""
     experiment = client.get_experiment_by_name(spec.name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(spec.name, tags={NOTE: spec.description})
+    try:
+        return client.create_experiment(spec.name, tags={NOTE: spec.description})
+    except MlflowException:
+        experiment = client.get_experiment_by_name(spec.name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 def runs_of(client: MlflowClient, study_name: str, role: str, where: str = "", **search) -> list[Run]:

@@ -157,10 +157,10 @@ def test_a_sweep_survives_its_tracking_server_going_away_for_30_seconds(tmp_path
     port, artifacts = free_port(), tmp_path / "server-artifacts"
     backend = f"sqlite:///{tmp_path}/server.db"
     tracking_server(procs, backend, artifacts, port, tmp_path)
-    spec = write_spec(tmp_path, "outage", steps=800, every=40)
+    spec = write_spec(tmp_path, "outage", steps=400, every=40)
     env = {**machine(tmp_path, "worker", f"sqlite:///{tmp_path}/optuna.db", f"http://127.0.0.1:{port}", op_cache)[1],
-           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2"}
-    worker = procs.start(sweep_command("--study", str(spec), "--trials", "4"), cwd=tmp_path, env=env)
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "12", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5"}  # a retry every 16 s at most
+    worker = procs.start(sweep_command("--study", str(spec), "--trials", "3"), cwd=tmp_path, env=env)
     client = MlflowClient(f"http://127.0.0.1:{port}")
 
     def writing_checkpoints():
@@ -177,35 +177,47 @@ def test_a_sweep_survives_its_tracking_server_going_away_for_30_seconds(tmp_path
 
     study = optuna.load_study(study_name="outage", storage=f"sqlite:///{tmp_path}/optuna.db")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(complete) == 4 and len(study.trials) == 4
+    assert len(complete) == 3 and len(study.trials) == 3
     runs = client.search_runs([client.get_experiment_by_name("outage").experiment_id], "tags.`sweep.role` = 'trial'")
     assert sorted(r.info.run_id for r in runs) == sorted(t.user_attrs["mlflow_run_id"] for t in complete)  # none twice
     assert all(r.info.status == "FINISHED" and records.CHECKPOINT not in r.data.tags for r in runs)
 
 
-def test_eight_workers_on_one_postgresql_lose_no_trial_and_hold_few_connections(tmp_path, postgres, procs, op_cache):
+def test_eight_workers_on_one_postgresql_lose_no_trial_hold_few_connections_and_show_no_password(tmp_path, postgres, procs, op_cache):
+    """8 workers started together on one study, the stores given with a password by the
+    environment (as the README says): every trial runs once, each worker holds at most 2
+    connections, and the password shows nowhere: output, MLflow, the report."""
     storage, tracking = new_database(postgres, "optuna_eight"), new_database(postgres, "mlflow_eight")
     folder, env = machine(tmp_path, "eight", storage, tracking, op_cache)
     spec = write_spec(folder, "eight", steps=20, every=10, extra="[pruner]\ntype = \"none\"\n")
     since = postgres_log_size()
     workers = [procs.start(sweep_command("--study", str(spec), "--trials", "16"), cwd=folder, env=env) for _ in range(8)]
-    errors = [finish(w, timeout=1500) for w in workers]
-    assert [w.returncode for w in workers] == [0] * 8, [e[-2000:] for e in errors]
+    outputs = [finish(w, timeout=1500) for w in workers]
+    assert [w.returncode for w in workers] == [0] * 8, [out[-2000:] for out in outputs]
     study = optuna.load_study(study_name="eight", storage=storage)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 16 and not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     assert len({tuple(sorted(t.params.items())) for t in finished}) == 16  # none lost, none run twice
     assert len({t.user_attrs["worker"]["pid"] for t in finished}) >= 2
     client = MlflowClient(tracking)
-    runs = client.search_runs([client.get_experiment_by_name("eight").experiment_id],
-                              "tags.`sweep.role` = 'trial' and attributes.status = 'FINISHED'")
+    experiment_id = client.get_experiment_by_name("eight").experiment_id
+    runs = client.search_runs([experiment_id], "tags.`sweep.role` = 'trial' and attributes.status = 'FINISHED'")
     assert sorted(r.info.run_id for r in runs) == sorted(t.user_attrs["mlflow_run_id"] for t in finished)
+    [parent] = client.search_runs([experiment_id], "tags.`sweep.role` = 'study'")  # one, though 8 workers made it
+    assert parent.data.params["optuna.storage"] == storage.replace(PG_PASSWORD, "***")
     # A worker keeps one Optuna connection, opens a second only while its heartbeat and its trial
     # write at once, and holds no MLflow connection between operations: 2 a worker at the most.
     # The server's own log of every connection counts them: no peak slips between samples.
     peak = peak_connections({"optuna_eight", "mlflow_eight"}, since)
     print(f"8 workers: peak {peak} connections")
     assert 8 <= peak <= 2 * 8 + 4, peak
+
+    report = subprocess.run(sweep_command("report"), cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr
+    texts = [*outputs, report.stdout + report.stderr]
+    texts += [p.read_text(errors="ignore") for p in (folder / "reports").rglob("*") if p.suffix in (".md", ".html", ".csv")]
+    texts += [str(run.data.params) + str(run.data.tags) for run in client.search_runs([experiment_id])]
+    assert not [t for t in texts if PG_PASSWORD in t]
 
 
 def at_once(workers: int, work) -> list[str]:
@@ -252,3 +264,18 @@ def test_workers_registering_the_best_model_at_once_all_succeed(postgres, monkey
         run_id = new_run(f"race-{n}")
         assert at_once(8, lambda: records.register_best(MlflowClient(tracking), f"race-{n}", run_id)) == []
         assert client.get_model_version_by_alias(f"race-{n}", records.BEST).run_id == run_id
+
+
+def test_workers_creating_the_studys_experiment_at_once_all_succeed(postgres):
+    """Workers that start a study together each find its MLflow experiment missing and create
+    it: one insert wins, the others collide on its unique name (the control shows they do here),
+    and `experiment_id` hands every worker the one experiment."""
+    from sweep.spec import load_spec
+
+    tracking = new_database(postgres, "mlflow_experiments")
+    client = MlflowClient(tracking)
+    assert at_once(8, lambda: MlflowClient(tracking).create_experiment("control")), "no collision: the test would prove nothing"
+    spec = load_spec("smoke")
+    ids = []
+    assert at_once(8, lambda: ids.append(records.experiment_id(MlflowClient(tracking), spec))) == []
+    assert len(ids) == 8 and set(ids) == {client.get_experiment_by_name("smoke").experiment_id}
