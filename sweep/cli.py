@@ -19,10 +19,6 @@ from typing import TYPE_CHECKING
 from sweep.config import DEFAULT_STUDY, GRACE_PERIOD, HEARTBEAT_INTERVAL, LSTM_BACKENDS
 from sweep.errors import SweepError
 
-if TYPE_CHECKING:  # imported where used: TensorFlow is slow to import, and --help should be fast
-
-    pass
-
 
 class Parser(argparse.ArgumentParser):
     def __init__(self, **kwargs):

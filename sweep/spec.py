@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import optuna
 
-from sweep.errors import SweepError
 from sweep.config import FIRST_TEST_IMAGES, LR_SCHEDULES, TrainConfig
+from sweep.errors import SweepError
 
 SAMPLERS = {  # type -> (class, the settings a spec may give besides seed)
     "tpe": (optuna.samplers.TPESampler, {"n_startup_trials": int, "multivariate": bool}),

@@ -19,8 +19,20 @@ from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records, workers
-from sweep.attrs import (BASELINE, ENQUEUED, FAILURE, MLFLOW_RUN_ID, PRUNED, RESUMED, RESUMES, SPEC, STOPPED,
-                         TRAIN_IMAGES, TRAIN_SECONDS, WARM_START)
+from sweep.attrs import (
+    BASELINE,
+    ENQUEUED,
+    FAILURE,
+    MLFLOW_RUN_ID,
+    PRUNED,
+    RESUMED,
+    RESUMES,
+    SPEC,
+    STOPPED,
+    TRAIN_IMAGES,
+    TRAIN_SECONDS,
+    WARM_START,
+)
 from sweep.checkpoint import Checkpoint, CheckpointError
 from sweep.config import GRACE_PERIOD, HEARTBEAT_INTERVAL, CurvePoint, TrainConfig
 from sweep.data import Mnist

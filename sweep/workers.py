@@ -26,8 +26,8 @@ from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records
-from sweep.errors import SweepError
 from sweep.attrs import CARRIED, DEATHS, FAILURE, MLFLOW_RUN_ID, RESUMES, STOPPED, SURPLUS, WORKER
+from sweep.errors import SweepError
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 MAX_DEATHS = 2  # a trial whose worker died is queued again this often at most (one stopped on purpose, always)

@@ -293,7 +293,7 @@ def test_stores_default_to_the_ecosystems_environment_variables_and_flags_win(tm
 
 
 def test_workers_get_no_password_on_their_command_line():
-    from sweep.cli import worker_argv
+    from sweep.commands import worker_argv
 
     argv = ["--trials", "9", "--storage", "postgresql://u:pw-1@h/optuna", "--tracking-uri=postgresql://u:pw-2@h/mlflow", "--n-jobs", "4"]
     assert worker_argv(argv) == ["--trials", "9", "--n-jobs", "4", "--n-jobs", "1", "--worker"]

@@ -286,7 +286,7 @@ def test_a_baseline_enqueued_twice_runs_once(tmp_path):
 def test_n_jobs_runs_worker_processes_that_find_the_stores_in_their_environment(tmp_path, procs):
     """Both workers train (the parent trains nothing itself), on the stores the parent was given
     by flag: the workers get them by environment, never on their command line."""
-    spec = write_spec(tmp_path, "jobs", steps=200)
+    spec = write_spec(tmp_path, "jobs", steps=200, extra="[pruner]\ntype = \"none\"\n")
     storage, tracking = f"sqlite:///{tmp_path}/given-optuna.db", f"sqlite:///{tmp_path}/given-mlflow.db"
     parent = procs.sweep(tmp_path, "--study", str(spec), "--trials", "6", "--n-jobs", "2", "--storage", storage, "--tracking-uri", tracking)
     out = finish(parent, timeout=600)

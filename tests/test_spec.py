@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
+from sweep.config import TrainConfig
 from sweep.errors import SweepError
 from sweep.spec import load_spec
-from sweep.config import TrainConfig
 from tests.conftest import REPO
 
 GOOD = """
