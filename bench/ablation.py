@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sweep
-from sweep.config import TrainConfig
-from sweep.data import load_mnist
-from sweep.model import choose_backend
-from sweep.train import train
+import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
+from sweep.config import TrainConfig  # noqa: E402
+from sweep.data import load_mnist  # noqa: E402
+from sweep.model import choose_backend  # noqa: E402
+from sweep.train import train  # noqa: E402
 
 BASE = TrainConfig(num_units=195, learning_rate=0.004717, batch_size=98, forget_bias=0.809,
                    epochs=20, lr_schedule="one_cycle", clip_norm=1.0)

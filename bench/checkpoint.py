@@ -25,14 +25,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mlflow import MlflowClient
+import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
+from mlflow import MlflowClient  # noqa: E402
 
-import sweep
-from sweep import records
-from sweep.config import TrainConfig, cpu_model
-from sweep.data import load_mnist
-from sweep.model import choose_backend
-from sweep.train import train
+from sweep import records  # noqa: E402
+from sweep.config import TrainConfig, cpu_model  # noqa: E402
+from sweep.data import load_mnist  # noqa: E402
+from sweep.model import choose_backend  # noqa: E402
+from sweep.train import train  # noqa: E402
 
 RECIPES = {
     "tutorial (200 steps)": TrainConfig(train_steps=400, eval_every=200),

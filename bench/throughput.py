@@ -30,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sweep
-from sweep.config import TrainConfig
-from sweep.data import Mnist, load_mnist
-from sweep.model import Backend, cores
-from sweep.train import Trainer, batch_order, steps_per_call
+import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
+from sweep.data import Mnist, load_mnist  # noqa: E402
+from sweep.config import TrainConfig  # noqa: E402
+from sweep.model import Backend, cores  # noqa: E402
+from sweep.train import Trainer, batch_order, steps_per_call  # noqa: E402
 
 CONFIG = TrainConfig()
 Steps = Callable[[np.ndarray], None]  # trains on these batches (rows of indices), in order

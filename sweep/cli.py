@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from sweep.config import DEFAULT_STUDY, GRACE_PERIOD, HEARTBEAT_INTERVAL, LSTM_BACKENDS
 from sweep.errors import SweepError

@@ -248,7 +248,7 @@ def reproduce(args: argparse.Namespace) -> int:
 
     client = mlflow_client(args.tracking_uri, must_exist=True)
     run = rep.find_run(client, args.run_id, args.study_name, args.trial)
-    warn = lambda line: print(line, file=sys.stderr)
+    warn = lambda line: print(line, file=sys.stderr)  # noqa: E731
     mnist, backend = rep.recorded_data(run, args.data_dir, warn), rep.recorded_backend(run, warn)
     how = "re-evaluating its logged model" if args.evaluate_only else f"re-training it ({backend.name} backend)"
     print(f"reproducing {run.info.run_name} (run {run.info.run_id}) by {how}")

@@ -158,7 +158,7 @@ def quiet_libraries(tensorflow: bool = True) -> None:
 
     if tensorflow:
         quiet_tensorflow()
-    import mlflow
+    import mlflow  # noqa: F401  (sets its loggers' levels when imported: import it before setting them)
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed and pruned trials get our own line

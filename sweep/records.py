@@ -15,7 +15,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -259,6 +259,17 @@ def find_checkpoint(client: MlflowClient, run_id: str) -> tuple[str, Checkpoint]
                     raise CheckpointError(f"run {run_id}'s checkpoint {path} cannot be read ({type(e).__name__})") from None
                 return run_id, Checkpoint.from_bytes(Path(local).read_bytes())
         run_id = run.data.tags.get(RESUMED_FROM)
+    return None
+
+
+def resumable(client: MlflowClient, run_ids: Iterable[str], config: TrainConfig) -> tuple[str, Checkpoint] | None:
+    """The first checkpoint found among these runs (each followed back along the runs it
+    resumed), with the run holding it; it must be of `config`. Raises CheckpointError if the
+    one found cannot be used: the caller trains from scratch."""
+    for run_id in run_ids:
+        if (found := find_checkpoint(client, run_id)) is not None:
+            found[1].check_fits(config)
+            return found
     return None
 
 

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-import sweep.model_v1
+import sweep.model_v1  # noqa: F401  registers the v1 layer, which runs logged before the stock LSTM saved
 from sweep import records
 from sweep.data import Mnist, load_mnist
 from sweep.errors import SweepError
@@ -77,7 +77,7 @@ def environment_changes(run: Run, md5: dict[str, str], backend: Backend) -> list
     changes = [f"{k} {run.data.params[k]} logged, {v} here" for k, v in now.items() if run.data.params.get(k, v) != v]
     logged_commit, commit = run.data.tags.get(records.GIT_COMMIT), records.git_commit() or "unknown"
     if logged_commit and logged_commit != commit:
-        short = lambda c: c[:12] + ("-dirty" if c.endswith("-dirty") else "")
+        short = lambda c: c[:12] + ("-dirty" if c.endswith("-dirty") else "")  # noqa: E731
         changes.append(f"tool commit {short(logged_commit)} logged, {short(commit)} here")
     return changes
 

@@ -27,16 +27,12 @@ def checkpoint_to_resume(client: MlflowClient, spec: Spec, role: str, number: in
                          say: Callable[[str], None]) -> tuple[str, Checkpoint] | None:
     """The latest checkpoint a stopped run of this seed left, with the run holding it. One that
     cannot be read, or is of another configuration, is not used (one line says why)."""
-    for run in records.stopped_seed_runs(client, spec.name, role, number, config.seed):
-        try:
-            found = records.find_checkpoint(client, run.info.run_id)
-            if found is not None:
-                found[1].check_fits(config)
-                return found
-        except CheckpointError as e:
-            say(f"seed {config.seed} trains from scratch: the checkpoint of run {run.info.run_id} is of no use ({e})")
-            return None
-    return None
+    runs = records.stopped_seed_runs(client, spec.name, role, number, config.seed)
+    try:
+        return records.resumable(client, (run.info.run_id for run in runs), config)
+    except CheckpointError as e:
+        say(f"seed {config.seed} trains from scratch: its stopped run's checkpoint is of no use ({e})")
+        return None
 
 
 def train_seeds(client: MlflowClient, spec: Spec, role: str, jobs: list[Job], mnist: Mnist, backend: Backend,

@@ -44,7 +44,7 @@ def retry_first_use(open_store: Callable[[], T], attempts: int = 4) -> T:
     for attempt in range(attempts):
         try:
             return open_store()
-        except Exception:
+        except Exception:  # noqa: BLE001  the losers' errors vary by database; the last try re-raises
             if attempt == attempts - 1:
                 raise
             time.sleep(1 + attempt + random.random())

@@ -130,19 +130,20 @@ def checkpoint_to_resume(trial: optuna.Trial, config: TrainConfig, client: Mlflo
     """The checkpoint a trial that continues a stopped one starts from, with the run holding
     it: the latest left by the trials it continues. A damaged or missing one, or one of another
     configuration, is not used: the trial trains from scratch, and one line says why."""
-    trials, number = trial.study.get_trials(deepcopy=False), trial.user_attrs.get(RESUMES)
-    while number is not None:
-        run_id = trials[number].user_attrs.get(MLFLOW_RUN_ID)
-        try:
-            found = records.find_checkpoint(client, run_id) if run_id else None
-            if found is not None:
-                found[1].check_fits(config)
-                return found
-        except CheckpointError as e:
-            say(f"trial {trial.number} trains from scratch: the checkpoint of trial {number} is of no use ({e})")
-            return None
-        number = trials[number].user_attrs.get(RESUMES)
-    return None
+    trials = trial.study.get_trials(deepcopy=False)
+
+    def runs_back():
+        number = trial.user_attrs.get(RESUMES)
+        while number is not None:
+            if run_id := trials[number].user_attrs.get(MLFLOW_RUN_ID):
+                yield run_id
+            number = trials[number].user_attrs.get(RESUMES)
+
+    try:
+        return records.resumable(client, runs_back(), config)
+    except CheckpointError as e:
+        say(f"trial {trial.number} trains from scratch: the checkpoint of trial {trial.user_attrs[RESUMES]} is of no use ({e})")
+        return None
 
 
 def objective(trial: optuna.Trial, spec: Spec, tracker: StudyTracker, mnist: Mnist, backend: Backend,

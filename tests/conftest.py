@@ -173,7 +173,7 @@ def wait_for(condition: Callable[[], object], *children: subprocess.Popen, timeo
     while time.monotonic() < deadline:
         try:
             found = condition()
-        except Exception:
+        except Exception:  # noqa: BLE001  the stores may not exist yet
             found = None
         if found:
             return found

@@ -24,20 +24,8 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from sweep import records
-from tests.conftest import (
-    DATA_DIR,
-    PG_PASSWORD,
-    REPO,
-    cli,
-    finish,
-    free_port,
-    new_database,
-    output,
-    peak_connections,
-    postgres_log_size,
-    serve,
-    wait_for,
-)
+from tests.conftest import (DATA_DIR, PG_PASSWORD, REPO, cli, finish, free_port, new_database, output, peak_connections,
+                            postgres_log_size, serve, wait_for)
 from tests.test_faults import RESUME, checkpoint_step, final_model, write_spec
 
 pytestmark = pytest.mark.slow
@@ -240,7 +228,7 @@ def at_once(workers: int, work) -> list[str]:
         ready.wait()
         try:
             work()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001  collected for the caller to assert on
             failures.append(repr(e))
 
     threads = [threading.Thread(target=run) for _ in range(workers)]

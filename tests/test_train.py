@@ -77,7 +77,7 @@ def test_curve_points_are_epochs_when_training_by_epochs():
 def test_one_cycle_warms_up_to_the_peak_then_anneals():
     schedule = OneCycle(peak=0.01, total_steps=100)  # PyTorch's OneCycleLR: peak at step 0.3 * 100 - 1
     rates = [float(schedule(step)) for step in range(100)]
-    close = lambda x: pytest.approx(x, rel=1e-5)
+    close = lambda x: pytest.approx(x, rel=1e-5)  # noqa: E731  float32
     assert rates[0] == close(0.01 / 25) and rates[29] == close(0.01) and max(rates) == rates[29]
     assert rates[99] == close(0.01 / 25 / 1e4)
     assert all(a < b for a, b in zip(rates[:29], rates[1:30])) and all(a > b for a, b in zip(rates[29:], rates[30:]))
