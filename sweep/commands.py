@@ -219,7 +219,7 @@ def confirm(args: argparse.Namespace) -> int:
     spec = kept_spec(args.study_name, args.storage)  # the spec the study was created from
     study = load_study(spec.name, args.storage)
     console.quiet_libraries()
-    from sweep.confirm import confirm as confirm_top
+    from sweep.seeds import confirm as confirm_top
     from sweep.report import confirm_tables
 
     client = mlflow_client(args.tracking_uri, must_exist=True)

@@ -3,16 +3,14 @@ many trials' especially, runs high (the winner's curse), so the configuration of
 one with the best *mean* validation accuracy over seeds 0..S-1. Test accuracy never decides.
 
 A trial's own run is its configuration's run for the trial's seed; the other seeds are runs
-nested under the study's `confirm` parent run (role `confirm-seed`), found again on a rerun,
-so an interrupted `confirm` continues where it stopped.
+nested under the study's `confirm` parent run (role `confirm-seed`), trained by
+`sweep.seeds.confirm` and read here, with no TensorFlow, by it and by the report.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import optuna
 from mlflow import MlflowClient
@@ -21,14 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records
 from sweep.attrs import MLFLOW_RUN_ID
-from sweep.config import TrainResult
-from sweep.data import Mnist
 from sweep.errors import SweepError
-from sweep.spec import Spec
 from sweep.stats import Accuracy, seed_interval
-
-if TYPE_CHECKING:  # the report reads confirm's runs without TensorFlow; only training needs it
-    from sweep.model import Backend
 
 
 @dataclass(frozen=True)
@@ -107,25 +99,3 @@ def confirmed_trials(client: MlflowClient, study: optuna.Study) -> list[Confirme
 
 def by_mean_validation(found: list[Confirmed]) -> list[Confirmed]:
     return sorted(found, key=lambda c: (-c.mean("val_accuracy"), c.number))
-
-
-def confirm(
-    client: MlflowClient, spec: Spec, study: optuna.Study, mnist: Mnist, backend: Backend, top: int, seeds: int,
-    on_seed: Callable[[int | None, int, TrainResult], None], on_step: Callable | None = None,
-    say: Callable[[str], None] = print,
-) -> list[Confirmed]:
-    """Train each of the `top` trials' configurations with the seeds 0..seeds-1 it lacks, one
-    seed for every configuration before the next seed; the configurations, best mean
-    validation accuracy first. `on_seed(trial number, seed, result)` follows each training;
-    `on_step`: see `sweep.train.train`."""
-    from sweep.seeds import train_seeds  # training needs TensorFlow; the report reads confirm's runs without it
-
-    trials = top_trials(study, top)
-    recorded = records.seed_runs(client, spec.name, records.CONFIRM)
-    have = {t.number: seed_runs(client, t, recorded) for t in trials}
-    jobs = [(t.number, replace(records.config_of(have[t.number][min(have[t.number])]), seed=seed))
-            for seed in range(seeds) for t in trials  # in rounds: stopped at any point, they differ by one seed at most
-            if seed not in have[t.number]]
-    train_seeds(client, spec, records.CONFIRM, jobs, mnist, backend, on_seed, on_step, say)
-    recorded = records.seed_runs(client, spec.name, records.CONFIRM)  # now with the seeds trained here
-    return by_mean_validation([confirmed(client, t, recorded) for t in trials])

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from sweep import records
 from sweep.attrs import FAILURE, MLFLOW_RUN_ID, PRUNED, RESUMED, SURPLUS, TRAIN_IMAGES, TRAIN_SECONDS
 from sweep.config import CurvePoint, TrainResult
-from sweep.stats import Accuracy
+from sweep.stats import Accuracy, images
 
 
 def trial_line(trial: FrozenTrial, accuracies: dict[str, Accuracy] | None) -> str:
@@ -37,11 +37,6 @@ def trial_line(trial: FrozenTrial, accuracies: dict[str, Accuracy] | None) -> st
 def best_line(trial: FrozenTrial, accuracies: dict[str, Accuracy]) -> str:
     return (f"best on validation: trial {trial.number}, val {accuracies['val_accuracy']}, test {accuracies['test_accuracy']}, "
             f"first 128 test images {accuracies['test_accuracy_first128']}")
-
-
-def images(count: float) -> str:
-    """A count of training images as people read it: 2,201,600 -> "2.20 M", 7,680 -> "7.7 k"."""
-    return f"{count / 1e6:.2f} M" if count >= 1e5 else f"{count / 1e3:.1f} k"
 
 
 def seed_line(result: TrainResult) -> str:

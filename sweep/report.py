@@ -22,12 +22,11 @@ from scipy.stats import spearmanr
 from sweep import attrs, records
 from sweep.config import DEFAULT_STUDY
 from sweep.confirm import Confirmed, confirmed_trials
-from sweep.console import images
 from sweep.data import TEST_IMAGES
 from sweep.errors import SweepError
 from sweep.records import ACCURACIES as METRICS
 from sweep.spec import parse_spec
-from sweep.stats import Accuracy, seed_interval
+from sweep.stats import Accuracy, images, seed_interval
 
 CLAIM = 0.9921  # the tutorial's figure
 CLAIM_COUNTS = Accuracy(127, 128)  # what it was: 127 of the first 128 test images

@@ -1,4 +1,5 @@
-"""One configuration trained with other seeds: the runs of `baseline` and of `confirm`.
+"""One configuration trained with other seeds: the runs of `baseline`, and of `confirm`, which
+then chooses among the top trials on mean validation accuracy (`sweep.confirm`).
 
 Recorded in MLflow only (nested under the study's `baseline` or `confirm` parent run), not in
 the Optuna study, so the sampler never sees them. A seed that was stopped resumes from its
@@ -10,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
+import optuna
 from mlflow import MlflowClient
 
 from sweep import records
+from sweep.confirm import Confirmed, by_mean_validation, confirmed, seed_runs, top_trials
 from sweep.checkpoint import Checkpoint, CheckpointError
 from sweep.config import TrainConfig, TrainResult
 from sweep.data import Mnist
@@ -66,3 +69,23 @@ def baseline(client: MlflowClient, spec: Spec, mnist: Mnist, backend: Backend, s
     done = {int(r.data.params["seed"]) for r in records.seed_runs(client, spec.name, records.BASELINE)}
     jobs = [(None, replace(spec.baseline, seed=seed)) for seed in range(seeds) if seed not in done]
     train_seeds(client, spec, records.BASELINE, jobs, mnist, backend, on_seed, on_step, say)
+
+
+def confirm(
+    client: MlflowClient, spec: Spec, study: optuna.Study, mnist: Mnist, backend: Backend, top: int, seeds: int,
+    on_seed: Callable[[int | None, int, TrainResult], None], on_step: Callable | None = None,
+    say: Callable[[str], None] = print,
+) -> list[Confirmed]:
+    """Train each of the `top` trials' configurations with the seeds 0..seeds-1 it lacks, one
+    seed for every configuration before the next seed; the configurations, best mean
+    validation accuracy first. `on_seed(trial number, seed, result)` follows each training;
+    `on_step`: see `sweep.train.train`."""
+    trials = top_trials(study, top)
+    recorded = records.seed_runs(client, spec.name, records.CONFIRM)
+    have = {t.number: seed_runs(client, t, recorded) for t in trials}
+    jobs = [(t.number, replace(records.config_of(have[t.number][min(have[t.number])]), seed=seed))
+            for seed in range(seeds) for t in trials  # in rounds: stopped at any point, they differ by one seed at most
+            if seed not in have[t.number]]
+    train_seeds(client, spec, records.CONFIRM, jobs, mnist, backend, on_seed, on_step, say)
+    recorded = records.seed_runs(client, spec.name, records.CONFIRM)  # now with the seeds trained here
+    return by_mean_validation([confirmed(client, t, recorded) for t in trials])

@@ -1,4 +1,5 @@
-"""Accuracies as counts, so every figure can carry its set size and a 95% interval."""
+"""Accuracies as counts, so every figure can carry its set size and a 95% interval; and the
+count that measures cost, training images."""
 
 from __future__ import annotations
 
@@ -44,3 +45,8 @@ def seed_interval(values: list[float], alpha: float = 0.05) -> tuple[float, floa
         return float("nan"), float("nan")
     half = t.ppf(1 - alpha / 2, len(values) - 1) * statistics.stdev(values) / len(values) ** 0.5
     return mean - half, mean + half
+
+
+def images(count: float) -> str:
+    """A count of training images as people read it: 2,201,600 -> "2.20 M", 7,680 -> "7.7 k"."""
+    return f"{count / 1e6:.2f} M" if count >= 1e5 else f"{count / 1e3:.1f} k"

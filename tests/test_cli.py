@@ -80,7 +80,7 @@ def test_sweep_reaches_target_with_baseline_first(swept):
     assert images == sum(60 * t.params["batch_size"] for t in trials)
     minutes = sum(t.user_attrs["train_seconds"] for t in trials) / 60
     from sweep.config import cpu_model
-    from sweep.console import images as shown
+    from sweep.stats import images as shown
 
     assert f" min wall on {cpu_model()}; training {shown(images)} images in {minutes:.1f} min = " in result.stdout
 
