@@ -118,6 +118,7 @@ class CurvePoint:
     train_loss: float  # mean over the steps since the previous point
     train_seconds: float  # so far
     train_images: int  # so far: steps taken x batch size
+    final: bool = False  # the last point: measured on the final weights and all validation images
 
     @property
     def val_accuracy(self) -> float:

@@ -169,13 +169,11 @@ def objective(trial: optuna.Trial, spec: Spec, tracker: StudyTracker, mnist: Mni
             trial.set_user_attr(TRAIN_SECONDS, seconds)
             trial.set_user_attr(TRAIN_IMAGES, images)
 
-        final = config.final_point(len(mnist.limit(config.train_limit, None, None).train.y))
-
         def on_eval(p: CurvePoint) -> None:
             run.log_curve_point(p)
             spent(p.train_seconds, p.train_images)
             trial.report(p.val_accuracy, p.point)
-            if p.point != final and trial.should_prune():  # at the last point the images are spent: keep the result
+            if not p.final and trial.should_prune():  # at the last point the images are spent: keep the result
                 where = config.point_name(p.point)
                 trial.set_user_attr(PRUNED, {"at": where, "val": [p.val.correct, p.val.total]})
                 raise optuna.TrialPruned(f"validation accuracy {p.val_accuracy:.4f} at {where}: stopped by the {spec.pruner} pruner")

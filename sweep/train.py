@@ -202,10 +202,10 @@ def train(
         return Checkpoint(config, (backend.name, trainer.chains), done, tuple(curve),
                           np.asarray(recent_losses, np.float32), train_seconds, *trainer.variables())
 
-    def measure(val: Split) -> CurvePoint:
+    def measure(val: Split, final: bool = False) -> CurvePoint:
         nonlocal recent_losses
         point = CurvePoint(points[done], trainer.predictor.accuracy(val), float(np.mean(recent_losses)), train_seconds,
-                           done * config.batch_size)
+                           done * config.batch_size, final)
         recent_losses = []
         curve.append(point)
         if on_eval is not None:
@@ -237,7 +237,7 @@ def train(
                 raise
 
     trainer.finish()
-    last = measure(data.val)  # the final validation accuracy, which chooses trials, is always on every image
+    last = measure(data.val, final=True)  # the final validation accuracy, which chooses trials, is always on every image
     return TrainResult(
         model=trainer.model,
         accuracies={"val_accuracy": last.val, **trainer.predictor.test_accuracies(data)},
