@@ -159,7 +159,7 @@ def test_a_sweep_survives_its_tracking_server_going_away_for_30_seconds(tmp_path
     tracking_server(procs, backend, artifacts, port, tmp_path)
     spec = write_spec(tmp_path, "outage", steps=400, every=40)
     env = {**machine(tmp_path, "worker", f"sqlite:///{tmp_path}/optuna.db", f"http://127.0.0.1:{port}", op_cache)[1],
-           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "12", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5"}  # a retry every 16 s at most
+           "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "10", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}  # retries 1, 2, 4, ... s apart
     worker = procs.start(sweep_command("--study", str(spec), "--trials", "3"), cwd=tmp_path, env=env)
     client = MlflowClient(f"http://127.0.0.1:{port}")
 
