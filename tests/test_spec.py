@@ -57,6 +57,20 @@ def test_claim_spec_is_beat_claims_recipe_with_shifts_from_its_trial_15():
     assert claim.params(claim.enqueue[0]) == {"num_units": 195, "learning_rate": 0.004717, "batch_size": 98, "forget_bias": 0.809}
 
 
+def test_recipe_spec_starts_from_the_tutorial_itself_and_copies_nothing_in():
+    spec = load_spec(REPO / "studies" / "recipe.toml")
+    assert replace(spec.baseline, curve_val_limit=None, eval_points=None) == TrainConfig()  # 799 steps, constant, no shifts
+    assert not spec.enqueue and spec.warm_start is None
+    assert {"train_steps", "lr_schedule", "shift_pixels", "clip_norm", "label_smoothing"} <= set(spec.search)
+    assert spec.fixed.eval_points  # curve points at fractions of each trial's own schedule
+
+
+def test_cheap_claim_spec_trains_four_epochs_whatever_the_batch():
+    spec = load_spec(REPO / "studies" / "cheap-claim.toml")
+    assert spec.fixed.epochs == 4 and "epochs" not in spec.search and "train_steps" not in spec.search
+    assert 0 <= spec.fixed.images(55_000) - 220_000 < spec.fixed.batch_size  # the last batch rounds up
+
+
 def test_smoke_spec_limits_the_data():
     spec = load_spec(REPO / "studies" / "smoke.toml")
     assert spec.fixed.train_limit and spec.fixed.val_limit and spec.fixed.test_limit >= 128
