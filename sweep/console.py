@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
 from sweep import records
-from sweep.attrs import FAILURE, MLFLOW_RUN_ID, PRUNED, RESUMED, SURPLUS, TRAIN_IMAGES, TRAIN_SECONDS
+from sweep.attrs import FAILURE, MLFLOW_RUN_ID, PRUNED, RESUMED, STOPPED, SURPLUS, TRAIN_IMAGES, TRAIN_SECONDS
 from sweep.config import CurvePoint, TrainResult
 from sweep.stats import Accuracy, images
 
@@ -27,6 +27,9 @@ def trial_line(trial: FrozenTrial, accuracies: dict[str, Accuracy] | None) -> st
     resumed = f"  (resumed at step {a[RESUMED]['step']})" if RESUMED in a else ""
     if trial.state == TrialState.PRUNED:
         return f"{head}  pruned at {a[PRUNED]['at']}, val {Accuracy(*a[PRUNED]['val'])}{resumed}{run}"
+    if a.get(STOPPED):
+        return (f"{head}  {a[FAILURE]}; queued again, it resumes from its checkpoint after "
+                f"{images(a.get(TRAIN_IMAGES, 0))} images when the study runs next{run}")
     if accuracies is None:
         return f"{head}  {trial.state.name.lower()}: {a.get(FAILURE, 'see its MLflow run')}{run}"
     return (f"{head}  val {accuracies['val_accuracy']}  test {accuracies['test_accuracy']}  "

@@ -231,6 +231,7 @@ def test_timeout_checkpoints_the_running_trial_and_the_next_run_resumes_it(tmp_p
     curve = client.get_metric_history(run.info.run_id, "val_accuracy")
     assert [m.step for m in curve] == list(range(40, 40 * len(curve) + 1, 40)) and 40 * len(curve) <= step
     assert "0/3 trials finished" in result.stdout
+    assert "stopped by --timeout 0.5" in result.stdout and "it resumes from its checkpoint" in result.stdout
     assert "of the 0 s budget" in result.stderr and "0/3 trials" in result.stderr  # the bar counts toward the budget
     rerun = cli("--study", str(spec), "--trials", "1", cwd=tmp_path)
     assert_resumed_as_if_never_stopped(tmp_path, uninterrupted, 0, rerun)
