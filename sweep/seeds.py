@@ -32,10 +32,13 @@ def checkpoint_to_resume(client: MlflowClient, spec: Spec, role: str, number: in
     cannot be read, or is of another configuration, is not used (one line says why)."""
     runs = records.stopped_seed_runs(client, spec.name, role, number, config.seed)
     try:
-        return records.resumable(client, (run.info.run_id for run in runs), config)
+        found = records.resumable(client, (run.info.run_id for run in runs), config)
     except CheckpointError as e:
         say(f"seed {config.seed} trains from scratch: its stopped run's checkpoint is of no use ({e})")
         return None
+    if found is not None:
+        say(f"seed {config.seed} resumes its stopped run from the checkpoint at step {found[1].step}")
+    return found
 
 
 def train_seeds(client: MlflowClient, spec: Spec, role: str, jobs: list[Job], mnist: Mnist, backend: Backend,

@@ -140,10 +140,13 @@ def checkpoint_to_resume(trial: optuna.Trial, config: TrainConfig, client: Mlflo
             number = trials[number].user_attrs.get(RESUMES)
 
     try:
-        return records.resumable(client, runs_back(), config)
+        found = records.resumable(client, runs_back(), config)
     except CheckpointError as e:
         say(f"trial {trial.number} trains from scratch: the checkpoint of trial {trial.user_attrs[RESUMES]} is of no use ({e})")
         return None
+    if found is not None:
+        say(f"trial {trial.number} resumes trial {trial.user_attrs[RESUMES]} from its checkpoint at step {found[1].step}")
+    return found
 
 
 def objective(trial: optuna.Trial, spec: Spec, tracker: StudyTracker, mnist: Mnist, backend: Backend,

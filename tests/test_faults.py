@@ -180,6 +180,7 @@ def assert_resumed_as_if_never_stopped(folder, uninterrupted, stopped_number: in
     assert 0 < at < 1200 and resumed.user_attrs["resumed"]["step"] == at
     assert f"Resumed at step {at}" in run.data.tags["mlflow.note.content"]
     assert f"(resumed at step {at})" in rerun.stdout
+    assert f"trial {resumed.number} resumes trial {stopped_number} from its checkpoint at step {at}" in rerun.stdout
     got_metrics, got_weights = record_of(client, run.info.run_id)
     assert got_metrics == metrics  # every point of every curve, and the final metrics
     assert all(np.array_equal(a, b) for a, b in zip(got_weights, weights, strict=True))  # bitwise
