@@ -31,8 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
-from sweep.data import Mnist, load_mnist  # noqa: E402
 from sweep.config import TrainConfig  # noqa: E402
+from sweep.data import Mnist, load_mnist  # noqa: E402
 from sweep.model import Backend, cores  # noqa: E402
 from sweep.train import Trainer, batch_order, steps_per_call  # noqa: E402
 

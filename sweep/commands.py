@@ -219,8 +219,8 @@ def confirm(args: argparse.Namespace) -> int:
     spec = kept_spec(args.study_name, args.storage)  # the spec the study was created from
     study = load_study(spec.name, args.storage)
     console.quiet_libraries()
-    from sweep.seeds import confirm as confirm_top
     from sweep.report import confirm_tables
+    from sweep.seeds import confirm as confirm_top
 
     client = mlflow_client(args.tracking_uri, must_exist=True)
     mnist, backend = prepare(args.data_dir, args.lstm_backend)

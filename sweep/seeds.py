@@ -15,9 +15,9 @@ import optuna
 from mlflow import MlflowClient
 
 from sweep import records
-from sweep.confirm import Confirmed, by_mean_validation, confirmed, seed_runs, top_trials
 from sweep.checkpoint import Checkpoint, CheckpointError
 from sweep.config import TrainConfig, TrainResult
+from sweep.confirm import Confirmed, by_mean_validation, confirmed, seed_runs, top_trials
 from sweep.data import Mnist
 from sweep.model import Backend, resumed_backend
 from sweep.spec import Spec
