@@ -15,7 +15,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -262,15 +262,22 @@ def find_checkpoint(client: MlflowClient, run_id: str) -> tuple[str, Checkpoint]
     return None
 
 
-def resumable(client: MlflowClient, run_ids: Iterable[str], config: TrainConfig) -> tuple[str, Checkpoint] | None:
+def resumable(client: MlflowClient, run_ids: Iterable[str], config: TrainConfig, who: str, source: str,
+              say: Callable[[str], None]) -> tuple[str, Checkpoint] | None:
     """The first checkpoint found among these runs (each followed back along the runs it
-    resumed), with the run holding it; it must be of `config`. Raises CheckpointError if the
-    one found cannot be used: the caller trains from scratch."""
-    for run_id in run_ids:
-        if (found := find_checkpoint(client, run_id)) is not None:
+    resumed), with the run holding it, and one line saying that `who` resumes `source` from it.
+    One that cannot be read, or is of another configuration than `config`, is not used: `who`
+    trains from scratch, and the line says why."""
+    try:
+        found = next(filter(None, (find_checkpoint(client, run_id) for run_id in run_ids)), None)
+        if found is not None:
             found[1].check_fits(config)
-            return found
-    return None
+    except CheckpointError as e:
+        say(f"{who} trains from scratch: the checkpoint of {source} is of no use ({e})")
+        return None
+    if found is not None:
+        say(f"{who} resumes {source} from its checkpoint at step {found[1].step}")
+    return found
 
 
 def mark_failed(client: MlflowClient, run_id: str, reason: str, status: str = FAILED) -> None:

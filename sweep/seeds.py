@@ -15,7 +15,6 @@ import optuna
 from mlflow import MlflowClient
 
 from sweep import records
-from sweep.checkpoint import Checkpoint, CheckpointError
 from sweep.config import TrainConfig, TrainResult
 from sweep.confirm import Confirmed, by_mean_validation, confirmed, seed_runs, top_trials
 from sweep.data import Mnist
@@ -24,21 +23,6 @@ from sweep.spec import Spec
 from sweep.train import train
 
 Job = tuple[int | None, TrainConfig]  # (the trial whose configuration it is, for confirm; the configuration and its seed)
-
-
-def checkpoint_to_resume(client: MlflowClient, spec: Spec, role: str, number: int | None, config: TrainConfig,
-                         say: Callable[[str], None]) -> tuple[str, Checkpoint] | None:
-    """The latest checkpoint a stopped run of this seed left, with the run holding it. One that
-    cannot be read, or is of another configuration, is not used (one line says why)."""
-    runs = records.stopped_seed_runs(client, spec.name, role, number, config.seed)
-    try:
-        found = records.resumable(client, (run.info.run_id for run in runs), config)
-    except CheckpointError as e:
-        say(f"seed {config.seed} trains from scratch: its stopped run's checkpoint is of no use ({e})")
-        return None
-    if found is not None:
-        say(f"seed {config.seed} resumes its stopped run from the checkpoint at step {found[1].step}")
-    return found
 
 
 def train_seeds(client: MlflowClient, spec: Spec, role: str, jobs: list[Job], mnist: Mnist, backend: Backend,
@@ -51,7 +35,9 @@ def train_seeds(client: MlflowClient, spec: Spec, role: str, jobs: list[Job], mn
     parent_id = records.open_parent_run(client, spec, role, role, note)
     try:
         for number, config in jobs:
-            holder, checkpoint = checkpoint_to_resume(client, spec, role, number, config, say) or (None, None)
+            stopped = (run.info.run_id for run in records.stopped_seed_runs(client, spec.name, role, number, config.seed))
+            found = records.resumable(client, stopped, config, f"seed {config.seed}", "its stopped run", say)
+            holder, checkpoint = found or (None, None)
             runs_on = backend if checkpoint is None else resumed_backend(checkpoint.backend, backend, say)
             with records.seed_run(client, spec, parent_id, role, number, config, mnist, runs_on.params()) as run:
                 if checkpoint is not None:

@@ -19,21 +19,9 @@ from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records, workers
-from sweep.attrs import (
-    BASELINE,
-    ENQUEUED,
-    FAILURE,
-    MLFLOW_RUN_ID,
-    PRUNED,
-    RESUMED,
-    RESUMES,
-    SPEC,
-    STOPPED,
-    TRAIN_IMAGES,
-    TRAIN_SECONDS,
-    WARM_START,
-)
-from sweep.checkpoint import Checkpoint, CheckpointError
+from sweep.attrs import (BASELINE, ENQUEUED, FAILURE, MLFLOW_RUN_ID, PRUNED, RESUMED, RESUMES, SPEC, STOPPED,
+                         TRAIN_IMAGES, TRAIN_SECONDS, WARM_START)
+from sweep.checkpoint import Checkpoint
 from sweep.config import GRACE_PERIOD, HEARTBEAT_INTERVAL, CurvePoint, TrainConfig
 from sweep.data import Mnist
 from sweep.errors import SweepError, TrainingDiverged, TrainingStopped
@@ -139,14 +127,8 @@ def checkpoint_to_resume(trial: optuna.Trial, config: TrainConfig, client: Mlflo
                 yield run_id
             number = trials[number].user_attrs.get(RESUMES)
 
-    try:
-        found = records.resumable(client, runs_back(), config)
-    except CheckpointError as e:
-        say(f"trial {trial.number} trains from scratch: the checkpoint of trial {trial.user_attrs[RESUMES]} is of no use ({e})")
-        return None
-    if found is not None:
-        say(f"trial {trial.number} resumes trial {trial.user_attrs[RESUMES]} from its checkpoint at step {found[1].step}")
-    return found
+    who, source = f"trial {trial.number}", f"trial {trial.user_attrs.get(RESUMES)}"
+    return records.resumable(client, runs_back(), config, who, source, say)
 
 
 def objective(trial: optuna.Trial, spec: Spec, tracker: StudyTracker, mnist: Mnist, backend: Backend,

@@ -150,7 +150,7 @@ def test_a_confirm_seed_stopped_midway_resumes_from_its_checkpoint_bitwise(tmp_p
     assert rerun.returncode == 0, rerun.stderr
     [finished] = client.search_runs([experiment_id], "tags.`sweep.role` = 'confirm-seed' and attributes.status = 'FINISHED'")
     assert finished.data.tags[records.RESUMED_FROM] == killed.info.run_id and finished.data.params["seed"] == "1"
-    assert f"seed 1 resumes its stopped run from the checkpoint at step {finished.data.tags[records.RESUMED_AT]}" in rerun.stdout
+    assert f"seed 1 resumes its stopped run from its checkpoint at step {finished.data.tags[records.RESUMED_AT]}" in rerun.stdout
     from sweep.model import Backend
     from sweep.train import train
 
