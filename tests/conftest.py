@@ -13,6 +13,7 @@ import contextlib
 import glob
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -281,25 +284,50 @@ def new_database(server: str, name: str) -> str:
 
 
 def postgres_log_size() -> int:
-    """Where the test server's log ends now: `peak_connections` reads from there on."""
+    """Where the test server's log ends now: `sessions` reads from there on."""
     return Path(os.environ["SWEEP_TEST_PG_LOG"]).stat().st_size
 
 
-def peak_connections(databases: set[str], since: int = 0) -> int:
-    """The most client connections the server held at once to these databases, from its own
-    log of every connection and disconnection (no sampling: no peak can slip between samples),
-    read from byte `since` on."""
+@dataclass
+class Session:
+    """One client connection, as the server logged it: who opened it, where, when, until when."""
+
+    application: str
+    database: str
+    opened: datetime
+    closed: datetime
+
+
+def sessions(databases: set[str], since: int = 0) -> list[Session]:
+    """Every client connection to these databases, from the server's own log of each connection
+    and disconnection (no sampling: no connection slips between samples), read from byte
+    `since` on. A client names itself by PGAPPNAME. A connection still open counts as closed
+    at the log's last line."""
     with open(os.environ["SWEEP_TEST_PG_LOG"], "rb") as log:
         log.seek(since)
         lines = log.read().decode(errors="replace").splitlines()
-    open_now, peak = set(), 0
+    opened: dict[str, tuple[str, str, datetime]] = {}  # by server process id
+    closed: dict[str, datetime] = {}
+    at = datetime.min
     for line in lines:
         parts = line.split("|", 3)
         if len(parts) < 4 or parts[2] not in databases:
             continue
+        at = datetime.strptime(parts[0].rsplit(" ", 1)[0], "%Y-%m-%d %H:%M:%S.%f")
         if "connection authorized" in parts[3]:
-            open_now.add(parts[1])
-            peak = max(peak, len(open_now))
+            name = re.search(r"application_name=(\S+)", parts[3])
+            opened[parts[1]] = (name.group(1) if name else "", parts[2], at)
         elif "disconnection:" in parts[3]:
-            open_now.discard(parts[1])
-    return peak
+            closed[parts[1]] = at
+    return [Session(*start, closed.get(pid, at)) for pid, start in opened.items()]
+
+
+def peak(sessions: list[Session]) -> int:
+    """The most of these connections the server held at once."""
+    events = sorted([(s.opened, 1) for s in sessions] + [(s.closed, -1) for s in sessions],
+                    key=lambda e: (e[0], e[1]))  # a close and an open in one millisecond: the close first
+    held = most = 0
+    for _, change in events:
+        held += change
+        most = max(most, held)
+    return most
