@@ -324,8 +324,8 @@ def sessions(databases: set[str], since: int = 0) -> list[Session]:
 
 def peak(sessions: list[Session]) -> int:
     """The most of these connections the server held at once."""
-    events = sorted([(s.opened, 1) for s in sessions] + [(s.closed, -1) for s in sessions],
-                    key=lambda e: (e[0], e[1]))  # a close and an open in one millisecond: the close first
+    # A close (-1) and an open (+1) in one millisecond sort with the close first.
+    events = sorted([(s.opened, 1) for s in sessions] + [(s.closed, -1) for s in sessions])
     held = most = 0
     for _, change in events:
         held += change
