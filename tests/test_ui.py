@@ -4,6 +4,7 @@ Screenshots land in test-artifacts/ (kept by CI as the test's artifacts)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import urllib.request
@@ -65,7 +66,11 @@ def test_trial_page_shows_its_accuracies_and_state(mlflow_ui, page):
     page.get_by_text("trial-0001").first.wait_for(timeout=60_000)
     page.get_by_text("test_accuracy", exact=True).first.wait_for(timeout=30_000)
     lines = page.inner_text("body").splitlines()
-    shown = {lines[i]: lines[i + 1] for i in range(lines.index("Metric"), len(lines) - 1)}  # the metrics table: name, value
+    # The metrics table, name then value, comes first: sections below it (logged models, which
+    # load when they will) may name a metric again beside something else.
+    shown: dict[str, str] = {}
+    for name, value in itertools.pairwise(lines[lines.index("Metric"):]):
+        shown.setdefault(name, value)
     for key in ("val_accuracy", "test_accuracy", "test_accuracy_first128", "test_accuracy_correct", "train_images"):
         assert float(shown[key]) == run.data.metrics[key], key  # the logged value, as the page shows it
     for key in ("val_accuracy", "test_accuracy", "test_accuracy_first128"):  # each accuracy is its counts' ratio
