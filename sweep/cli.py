@@ -47,6 +47,21 @@ def positive_float(text: str) -> float:
     return value
 
 
+IMAGE_UNITS = {"": 1, "k": 1_000, "M": 1_000_000}
+
+
+def image_count(text: str) -> int:
+    """A number of training images: 220000, 500k or 3.3M."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in IMAGE_UNITS and text[-1:] else (text, "")
+    try:
+        value = float(number) * IMAGE_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of images (e.g. 220000, 500k, 3.3M)") from None
+    if not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1 image")
+    return round(value)
+
+
 def add_stores(p: argparse.ArgumentParser, storage: bool = True) -> None:
     """--storage and --tracking-uri, defaulting to the environment as it is when parsing."""
     if storage:
@@ -85,6 +100,10 @@ def sweep_parser() -> Parser:
     p.add_argument("--timeout", type=positive_float, metavar="SECONDS",
                    help="the sweep's time budget: after it no trial starts, and a running one is checkpointed and "
                         "stopped, to resume first when the same command runs again")
+    p.add_argument("--max-images", type=image_count, metavar="N",
+                   help="the study's budget in training images (e.g. 3.3M, 500k, 220000), pruned and stopped trials "
+                        "included: once its trials have spent N, no trial starts, and a running one is checkpointed "
+                        "and stopped, to resume when the study runs again with a larger budget")
     p.add_argument("--n-jobs", type=positive_int, default=1, help="worker processes on this machine (default 1)")
     p.add_argument("--heartbeat-interval", type=positive_int, default=HEARTBEAT_INTERVAL, metavar="SECONDS",
                    help=f"seconds between a running trial's heartbeats in the Optuna storage (default {HEARTBEAT_INTERVAL})")

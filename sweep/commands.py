@@ -61,6 +61,7 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
 
     console.quiet_libraries()
     from sweep import attrs, records
+    from sweep.budget import Budget, study_images
     from sweep.config import cpu_model
     from sweep.report import write_report
     from sweep.stores import check_storage, mask_url, mlflow_client
@@ -74,14 +75,15 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
                        say=(lambda line: None) if args.worker else print)
     tracker = records.StudyTracker(client, spec, args.storage)
     earlier = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}  # not this run's
-    progress = None if args.worker else console.SweepProgress(study, client, args.trials, args.timeout)
+    budget = Budget(study, args.timeout, args.max_images)
+    progress = None if args.worker else console.SweepProgress(study, client, args.trials, args.timeout, args.max_images)
     try:
         with stopping_at_safe_points():
             if args.n_jobs > 1:
                 stores = {"OPTUNA_STORAGE": args.storage, "MLFLOW_TRACKING_URI": args.tracking_uri}
                 run_workers(worker_argv(argv), args.n_jobs, stores, progress.poll)
             else:
-                run_study(study, spec, tracker, mnist, backend, args.trials, args.timeout,
+                run_study(study, spec, tracker, mnist, backend, args.trials, budget,
                           on_trial=progress and progress.trial_done, on_progress=progress and progress.step,
                           say=progress.write if progress else (lambda line: None))
     except Interrupted as e:
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace, argv: list[str], started: float) -> int:
         return 0
     out = Path("reports") / spec.name
     write_report(study, client, out)
-    print(f"study '{spec.name}': {finished_trials(study)}/{args.trials} trials finished")
+    print(console.study_line(spec.name, finished_trials(study), args.trials, args.max_images, study_images(study)))
     spent = [attrs.spent(t.user_attrs) for t in study.get_trials(deepcopy=False) if t.number not in earlier]
     print(console.time_line(time.monotonic() - started, sum(s for _, s in spent), sum(i for i, _ in spent), args.n_jobs, cpu_model()))
     if study.best_trials:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from sweep import records
 from sweep.attrs import FAILURE, MLFLOW_RUN_ID, PRUNED, RESUMED, STOPPED, SURPLUS, TRAIN_IMAGES, TRAIN_SECONDS
+from sweep.budget import study_images
 from sweep.config import CurvePoint, TrainResult
 from sweep.stats import Accuracy, images
 
@@ -35,6 +36,14 @@ def trial_line(trial: FrozenTrial, accuracies: dict[str, Accuracy] | None) -> st
     return (f"{head}  val {accuracies['val_accuracy']}  test {accuracies['test_accuracy']}  "
             f"first128 {accuracies['test_accuracy_first128']}  {images(a[TRAIN_IMAGES])} images  "
             f"{a[TRAIN_SECONDS]:.0f}s{resumed}{run}")
+
+
+def study_line(name: str, finished: int, target: int, max_images: int | None, spent: int) -> str:
+    """Where the study stands at the end of a run, and whether --max-images ended it."""
+    line = f"study '{name}': {finished}/{target} trials finished, {images(spent)} training images spent"
+    if max_images is not None and spent >= max_images and finished < target:
+        line += f"; stopped by --max-images {images(max_images)}: run again with a larger budget to continue"
+    return line
 
 
 def best_line(trial: FrozenTrial, accuracies: dict[str, Accuracy]) -> str:
@@ -91,10 +100,12 @@ class SweepProgress:
     """A bar over the study's trials (under --timeout, over its time budget, which is what ends
     it), below it the running trial's steps, and above them a line per finished trial."""
 
-    def __init__(self, study: optuna.Study, client: MlflowClient, target: int, timeout: float | None):
+    def __init__(self, study: optuna.Study, client: MlflowClient, target: int, timeout: float | None,
+                 max_images: int | None = None):
         from sweep.workers import finished_trials
 
         self.study, self.client, self.target, self.timeout, self.started = study, client, target, timeout, time.monotonic()
+        self.max_images = max_images
         self.finished = finished_trials
         self.number, self.trial = None, StepBar("")
         self.seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
@@ -109,12 +120,13 @@ class SweepProgress:
     def show(self) -> None:
         finished = min(self.finished(self.study), self.target)
         best = f"best val {100 * self.study.best_value:.2f}%" if self.study.best_trials else ""
+        spent = "" if self.max_images is None else f"{images(study_images(self.study))} of {images(self.max_images)} images"
         if self.timeout is None:
             self.bar.n = finished
-            self.bar.set_postfix_str(best, refresh=False)
+            self.bar.set_postfix_str(", ".join(filter(None, [best, spent])), refresh=False)
         else:
             self.bar.n = min(time.monotonic() - self.started, self.timeout)
-            self.bar.set_postfix_str(", ".join(filter(None, [f"{finished}/{self.target} trials", best])), refresh=False)
+            self.bar.set_postfix_str(", ".join(filter(None, [f"{finished}/{self.target} trials", best, spent])), refresh=False)
         self.bar.refresh()
 
     def trial_done(self, trial: FrozenTrial) -> None:

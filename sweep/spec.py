@@ -249,6 +249,28 @@ def load_spec(given: str | Path) -> Spec:
     return parse_spec(source, path)
 
 
+def with_sampler_seed(source: str, seed: int, path: str | Path) -> str:
+    """The spec's text with its sampler seed set to `seed`, all else as it was (comments too):
+    the same search, another draw of it."""
+    lines = source.splitlines()
+    header = next((k for k, line in enumerate(lines) if line.split("#")[0].strip() == "[sampler]"), None)
+    if header is None:
+        lines += ["", "[sampler]", f"seed = {seed}"]
+    else:
+        end = next((k for k in range(header + 1, len(lines)) if lines[k].lstrip().startswith("[")), len(lines))
+        given = next((k for k in range(header + 1, end) if lines[k].split("=")[0].strip() == "seed"), None)
+        if given is None:
+            lines.insert(header + 1, f"seed = {seed}")
+        else:
+            lines[given] = f"seed = {seed}"
+    text = "\n".join(lines) + "\n"
+    before, after = tomllib.loads(source), tomllib.loads(text)
+    before.setdefault("sampler", {})["seed"] = seed
+    if before != after:
+        raise SweepError(f"study file {path}: cannot set its sampler seed (write [sampler] seed = N on a line of its own)")
+    return text
+
+
 def parse_spec(source: str, path: str | Path) -> Spec:
     """A spec from its TOML text; `path` names it in errors (a file, or where the text was kept)."""
     if not source.strip():

@@ -10,7 +10,6 @@ sampler and pruner are chosen outside it; the shared target, signals and dead wo
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -19,8 +18,21 @@ from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records, workers
-from sweep.attrs import (BASELINE, ENQUEUED, FAILURE, MLFLOW_RUN_ID, PRUNED, RESUMED, RESUMES, SPEC, STOPPED,
-                         TRAIN_IMAGES, TRAIN_SECONDS, WARM_START)
+from sweep.attrs import (
+    BASELINE,
+    ENQUEUED,
+    FAILURE,
+    MLFLOW_RUN_ID,
+    PRUNED,
+    RESUMED,
+    RESUMES,
+    SPEC,
+    STOPPED,
+    TRAIN_IMAGES,
+    TRAIN_SECONDS,
+    WARM_START,
+)
+from sweep.budget import Budget
 from sweep.checkpoint import Checkpoint
 from sweep.config import GRACE_PERIOD, HEARTBEAT_INTERVAL, CurvePoint, TrainConfig
 from sweep.data import Mnist
@@ -132,13 +144,19 @@ def checkpoint_to_resume(trial: optuna.Trial, config: TrainConfig, client: Mlflo
 
 
 def objective(trial: optuna.Trial, spec: Spec, tracker: StudyTracker, mnist: Mnist, backend: Backend,
-              on_step: Callable[[int, int, CurvePoint | None], None], say: Say = print) -> float:
+              on_step: Callable[[int, int, CurvePoint | None], None], budget: Budget, say: Say = print) -> float:
     """Train the trial's configuration, recorded in its MLflow run; validation accuracy is the
-    value Optuna maximises (never test accuracy). A trial stopped on purpose leaves a checkpoint
-    and is queued again, to resume from it."""
+    value Optuna maximises (never test accuracy). A trial stopped on purpose (by Ctrl-C, or by
+    the `budget` running out) leaves a checkpoint and is queued again, to resume from it."""
     config = spec.suggest(trial)
     found = checkpoint_to_resume(trial, config, tracker.client, say)
     holder, checkpoint = found or (None, None)
+    first_step = 0 if checkpoint is None else checkpoint.step
+
+    def between_steps(done: int, steps: int, last: CurvePoint | None) -> None:
+        budget.check(trial.number, (done - first_step) * config.batch_size)
+        on_step(done, steps, last)
+
     if checkpoint is not None:
         backend = resumed_backend(checkpoint.backend, backend, say)
     with tracker.trial_run(trial.number, config, mnist, backend.params(), trial.user_attrs.get(WARM_START)) as run:
@@ -168,7 +186,7 @@ def objective(trial: optuna.Trial, spec: Spec, tracker: StudyTracker, mnist: Mni
             spent(c.train_seconds, c.step * config.batch_size)
 
         try:
-            result = train(config, mnist, backend, on_eval, on_step, resume=checkpoint, on_checkpoint=on_checkpoint)
+            result = train(config, mnist, backend, on_eval, between_steps, resume=checkpoint, on_checkpoint=on_checkpoint)
         except TrainingDiverged as e:
             trial.set_user_attr(FAILURE, str(e))
             raise
@@ -189,28 +207,26 @@ def run_study(
     mnist: Mnist,
     backend: Backend,
     target: int,
-    timeout: float | None = None,
+    budget: Budget | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
     on_progress: Callable[[int, int, int, CurvePoint | None], None] | None = None,
     say: Say = print,
 ) -> None:
-    """Run trials in this process until the study has `target` finished trials, or until
-    `timeout` seconds have passed: then no trial starts, and a running one stops between two
-    steps, checkpointed and queued again (FAIL in Optuna, KILLED in MLflow, its curve so far
-    kept), to resume first when the study runs again. `on_progress(trial number, steps done,
-    steps, last curve point)` follows the running trial."""
-    deadline = None if timeout is None else time.monotonic() + timeout
+    """Run trials in this process until the study has `target` finished trials, or until the
+    `budget` (seconds, study-wide training images) runs out: then no trial starts, and a
+    running one stops between two steps, checkpointed and queued again (FAIL in Optuna, KILLED
+    in MLflow, its curve so far kept), to resume first when the study runs again.
+    `on_progress(trial number, steps done, steps, last curve point)` follows the running trial."""
+    budget = budget or Budget(study)
 
     def between_steps(number: int, done: int, steps: int, last: CurvePoint | None) -> None:
         workers.check_stop()
-        if deadline is not None and time.monotonic() > deadline:
-            raise TrainingStopped(f"stopped by --timeout {timeout:g}: the study's time ran out during training")
         if on_progress is not None:
             on_progress(number, done, steps, last)
 
     def claimed_objective(trial: optuna.Trial) -> float:
         workers.claim(study, trial, target)
-        return objective(trial, spec, tracker, mnist, backend, functools.partial(between_steps, trial.number), say)
+        return objective(trial, spec, tracker, mnist, backend, functools.partial(between_steps, trial.number), budget, say)
 
     failures_in_a_row = 0
 
@@ -230,19 +246,16 @@ def run_study(
         if failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
             raise SweepError(f"{failures_in_a_row} trials in a row failed (last: {trial.user_attrs.get(FAILURE)}); "
                              "check the study file's ranges")
-        if workers.claimed_trials(study) >= target:
+        if workers.claimed_trials(study) >= target or budget.exhausted():
             study.stop()
-
-    def left() -> float | None:
-        return None if deadline is None else deadline - time.monotonic()
 
     # Until the target is reached: run trials while it needs more, else wait for the trials
     # other workers are running, which either finish or, if their machine is lost, go stale
     # and are queued again here.
-    while workers.finished_trials(study) < target and (deadline is None or left() > 0):
+    while workers.finished_trials(study) < target and not budget.exhausted():
         optuna.storages.fail_stale_trials(study)
         if workers.claimed_trials(study) < target:
-            study.optimize(claimed_objective, timeout=left(), catch=(TrainingDiverged, TrainingStopped, workers.Surplus),
-                           callbacks=[after_trial])
+            study.optimize(claimed_objective, timeout=budget.seconds_left(),
+                           catch=(TrainingDiverged, TrainingStopped, workers.Surplus), callbacks=[after_trial])
         else:
-            workers.wait(workers.POLL_SECONDS, deadline)
+            workers.wait(workers.POLL_SECONDS, budget.seconds_left())

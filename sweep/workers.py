@@ -78,9 +78,10 @@ def check_stop() -> None:
         raise Interrupted(_stop_signal[0])
 
 
-def wait(seconds: float, deadline: float | None) -> None:
-    """Sleep while other workers' trials run, waking for signals (and before the deadline)."""
-    until = time.monotonic() + seconds if deadline is None else min(time.monotonic() + seconds, deadline)
+def wait(seconds: float, left: float | None) -> None:
+    """Sleep while other workers' trials run, waking for signals (and before the `left` seconds
+    of the study's time budget are up)."""
+    until = time.monotonic() + (seconds if left is None else min(seconds, left))
     while time.monotonic() < until:
         check_stop()
         time.sleep(min(0.2, max(0.0, until - time.monotonic())))
