@@ -26,14 +26,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
-from sweep.config import TrainConfig  # noqa: E402
-from sweep.data import load_mnist  # noqa: E402
-from sweep.model import choose_backend  # noqa: E402
-from sweep.train import train  # noqa: E402
+from sweep.console import QUIET_ENVIRONMENT
 
-BASE = TrainConfig(num_units=195, learning_rate=0.004717, batch_size=98, forget_bias=0.809,
-                   epochs=20, lr_schedule="one_cycle", clip_norm=1.0)
+os.environ.update(QUIET_ENVIRONMENT)  # before TensorFlow is imported
+
+from sweep.training.config import TrainConfig
+from sweep.training.data import load_mnist
+from sweep.training.model import choose_backend
+from sweep.training.train import train
+
+BASE = TrainConfig(
+    num_units=195,
+    learning_rate=0.004717,
+    batch_size=98,
+    forget_bias=0.809,
+    epochs=20,
+    lr_schedule="one_cycle",
+    clip_norm=1.0,
+)
 
 
 def recipe(text: str, base: TrainConfig = BASE) -> TrainConfig:
@@ -52,18 +62,24 @@ def main() -> None:
     parser.add_argument("recipes", nargs="+", metavar="RECIPE")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
     parser.add_argument("--base", default="", help="settings laid over trial 15 of beat-claim to make the base")
-    parser.add_argument("--data-dir", type=Path, default=os.environ.get("SWEEP_DATA_DIR"),
-                        help="the MNIST folder (default $SWEEP_DATA_DIR; unset: download)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=os.environ.get("SWEEP_DATA_DIR"),
+        help="the MNIST folder (default $SWEEP_DATA_DIR; unset: download)",
+    )
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     base = recipe(args.base)
     configs = [recipe(text, base) for text in args.recipes]
     mnist, backend = load_mnist(args.data_dir), choose_backend("auto")
 
-    print(f"| recipe (over {'the base' if args.base else 'trial 15 of beat-claim'}) | "
-          f"{' | '.join(f'val seed {s}' for s in seeds)} | mean | minutes |")
+    print(
+        f"| recipe (over {'the base' if args.base else 'trial 15 of beat-claim'}) | "
+        f"{' | '.join(f'val seed {s}' for s in seeds)} | mean | minutes |"
+    )
     print(f"|---|{'---|' * len(seeds)}---|---|")
-    for text, config in zip(args.recipes, configs):
+    for text, config in zip(args.recipes, configs, strict=True):
         started, vals = time.perf_counter(), []
         for seed in seeds:
             vals.append(train(replace(config, seed=seed), mnist, backend).accuracies["val_accuracy"])

@@ -32,13 +32,23 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sweep.cli import image_count  # noqa: E402
-from sweep.config import cpu_model  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
-from sweep.spec import find_spec, load_spec, with_sampler_seed  # noqa: E402
+from sweep.search.spec import find_spec, load_spec, with_sampler_seed  # noqa: E402
 from sweep.stats import images  # noqa: E402
+from sweep.training.config import cpu_model  # noqa: E402
 
-COLUMNS = ["study", "seed", "reached", "images_to_claim", "images_spent", "trials", "best_val", "chosen_test",
-           "wall_seconds", "cpu"]
+COLUMNS = [
+    "study",
+    "seed",
+    "reached",
+    "images_to_claim",
+    "images_spent",
+    "trials",
+    "best_val",
+    "chosen_test",
+    "wall_seconds",
+    "cpu",
+]
 LOG, WALL = "sweep.log", "wall.json"  # in each seed's folder: what the sweep printed, and what each call took
 
 
@@ -59,7 +69,7 @@ class Seed:
 
 
 def seeds_of(text: str) -> list[int]:
-    """"0-7" or "0,2,5" (or both: "0-3,8")."""
+    """ "0-7" or "0,2,5" (or both: "0-3,8")."""
     found = []
     try:
         for part in text.split(","):
@@ -94,9 +104,11 @@ def standing(folder: Path, seed: int) -> Seed | None:
     """What the seed's stores say, or None before its first trial."""
     import optuna
 
-    from sweep.budget import study_images
-    from sweep.report import best_row, claim_reached, completed, trials_frame
-    from sweep.stores import load_study, mlflow_client, study_names
+    from sweep.report.claim import claim_reached
+    from sweep.report.frame import best_row, completed, trials_frame
+    from sweep.search.budget import study_images
+    from sweep.search.storage import load_study, study_names
+    from sweep.tracking.store import mlflow_client
 
     storage = _storage(folder)
     if not study_names(storage):
@@ -107,10 +119,18 @@ def standing(folder: Path, seed: int) -> Seed | None:
     best = best_row(done) if not done.empty else None
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     calls = json.loads((folder / WALL).read_text()) if (folder / WALL).exists() else []
-    return Seed(study.study_name, seed, reached is not None, None if reached is None else reached.images,
-                study_images(study), len(study.get_trials(deepcopy=False, states=finished)),
-                None if best is None else best["val_accuracy"], None if best is None else best["test_accuracy"],
-                sum(c["seconds"] for c in calls), "; ".join(sorted({c["cpu"] for c in calls})))
+    return Seed(
+        study.study_name,
+        seed,
+        reached is not None,
+        None if reached is None else reached.images,
+        study_images(study),
+        len(study.get_trials(deepcopy=False, states=finished)),
+        None if best is None else best["val_accuracy"],
+        None if best is None else best["test_accuracy"],
+        sum(c["seconds"] for c in calls),
+        "; ".join(sorted({c["cpu"] for c in calls})),
+    )
 
 
 def run_seed(folder: Path, seed: int, max_images: int, sweep_args: list[str], say) -> Seed:
@@ -120,9 +140,21 @@ def run_seed(folder: Path, seed: int, max_images: int, sweep_args: list[str], sa
         if now is not None and (now.reached or now.images_spent >= max_images):
             return now
         trials = 1 + (now.trials if now else 0)
-        command = [sys.executable, str(REPO / "sweep.py"), "--study", "study.toml", "--trials", str(trials),
-                   "--max-images", str(max_images), "--storage", _storage(folder), "--tracking-uri", _tracking(folder),
-                   *sweep_args]
+        command = [
+            sys.executable,
+            str(REPO / "sweep.py"),
+            "--study",
+            "study.toml",
+            "--trials",
+            str(trials),
+            "--max-images",
+            str(max_images),
+            "--storage",
+            _storage(folder),
+            "--tracking-uri",
+            _tracking(folder),
+            *sweep_args,
+        ]
         started = time.monotonic()
         with open(folder / LOG, "a") as log:
             code = subprocess.run(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -134,8 +166,10 @@ def run_seed(folder: Path, seed: int, max_images: int, sweep_args: list[str], sa
         after = standing(folder, seed)
         if after.trials < trials and after.images_spent < max_images and not after.reached:
             raise SweepError(f"the sweep of seed {seed} finished no trial (its log: {folder / LOG})")
-        say(f"  seed {seed}: {after.trials} trials, {images(after.images_spent)} images"
-            + (f", at the claim after {images(after.images_to_claim)}" if after.reached else ""))
+        say(
+            f"  seed {seed}: {after.trials} trials, {images(after.images_spent)} images"
+            + (f", at the claim after {images(after.images_to_claim)}" if after.reached else "")
+        )
 
 
 def median_images(rows: list[Seed], max_images: int) -> str:
@@ -162,21 +196,32 @@ def summary(rows: list[Seed], studies: dict[str, str], max_images: int) -> str:
     for name, source in studies.items():
         mine = [r for r in rows if r.study == name]
         reached = [r for r in mine if r.reached]
-        worst = (images(max(r.images_to_claim for r in reached)) if len(reached) == len(mine)
-                 else f"> {images(max_images)} ({len(mine) - len(reached)} not reached)")
+        worst = (
+            images(max(r.images_to_claim for r in reached))
+            if len(reached) == len(mine)
+            else f"> {images(max_images)} ({len(mine) - len(reached)} not reached)"
+        )
         hours = sum(r.wall_seconds for r in mine) / 3600
         cpus = "; ".join(sorted({c for r in mine for c in r.cpu.split("; ") if c})) or "no CPU recorded"
-        lines.append(f"| {name} ({source}) | {len(reached)}/{len(mine)} | {median_images(mine, max_images)} | {worst} | "
-                     f"{hours:.1f} h on {cpus} |")
+        lines.append(
+            f"| {name} ({source}) | {len(reached)}/{len(mine)} | {median_images(mine, max_images)} | {worst} | "
+            f"{hours:.1f} h on {cpus} |"
+        )
     for name in studies:
-        lines += ["", f"## {name}", "",
-                  "| seed | reached | images to the claim | images spent | finished trials | chosen val | its test |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"## {name}",
+            "",
+            "| seed | reached | images to the claim | images spent | finished trials | chosen val | its test |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in (r for r in rows if r.study == name):
             pct = lambda v: "" if v is None else f"{100 * v:.2f}%"  # noqa: E731
-            lines.append(f"| {r.seed} | {'yes' if r.reached else 'no'} | "
-                         f"{images(r.images_to_claim) if r.reached else '—'} | {images(r.images_spent)} | {r.trials} | "
-                         f"{pct(r.best_val)} | {pct(r.chosen_test)} |")
+            lines.append(
+                f"| {r.seed} | {'yes' if r.reached else 'no'} | "
+                f"{images(r.images_to_claim) if r.reached else '—'} | {images(r.images_spent)} | {r.trials} | "
+                f"{pct(r.best_val)} | {pct(r.chosen_test)} |"
+            )
     return "\n".join([*lines, "", "![Seeds at the claim against training images spent](search.png)", ""])
 
 
@@ -193,8 +238,13 @@ def plot(rows: list[Seed], studies: list[str], max_images: int, out: Path) -> No
         ys = [k / len(mine) for k in range(len(hits) + 1)]
         ax.step(xs, [*ys, ys[-1]], where="post", label=f"{name} ({len(hits)}/{len(mine)} seeds)")
     ax.axvline(max_images / 1e6, color="gray", linestyle=":", label="budget")
-    ax.set(xlabel="training images spent by the study (millions)", ylabel="fraction of sampler seeds at the claim",
-           ylim=(0, 1.05), xlim=(0, max_images / 1e6 * 1.02), title="The search reaching 99.21% on all 10,000 test images")
+    ax.set(
+        xlabel="training images spent by the study (millions)",
+        ylabel="fraction of sampler seeds at the claim",
+        ylim=(0, 1.05),
+        xlim=(0, max_images / 1e6 * 1.02),
+        title="The search reaching 99.21% on all 10,000 test images",
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -212,15 +262,27 @@ def write(rows: list[Seed], studies: dict[str, str], max_images: int, out: Path)
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench/search.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--study", action="append", required=True, help="a study file or the name of one of the tool's "
-                   "own (repeat to compare several)")
-    p.add_argument("--seeds", type=seeds_of, default=seeds_of("0-7"), help="sampler seeds, e.g. 0-7 or 0,2,5 (default 0-7)")
+    p.add_argument(
+        "--study",
+        action="append",
+        required=True,
+        help="a study file or the name of one of the tool's own (repeat to compare several)",
+    )
+    p.add_argument(
+        "--seeds", type=seeds_of, default=seeds_of("0-7"), help="sampler seeds, e.g. 0-7 or 0,2,5 (default 0-7)"
+    )
     p.add_argument("--max-images", type=image_count, required=True, metavar="N", help="each seed's budget, e.g. 3.3M")
     p.add_argument("--out", type=Path, required=True, help="folder for every seed's stores and the summary")
-    p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR"), help="the MNIST folder (default $SWEEP_DATA_DIR)")
+    p.add_argument(
+        "--data-dir", default=os.environ.get("SWEEP_DATA_DIR"), help="the MNIST folder (default $SWEEP_DATA_DIR)"
+    )
     p.add_argument("--lstm-backend", default="auto", choices=("auto", "native", "keras"))
     args = p.parse_args(argv)
-    sweep_args = ["--lstm-backend", args.lstm_backend, *(["--data-dir", str(Path(args.data_dir).resolve())] if args.data_dir else [])]
+    sweep_args = [
+        "--lstm-backend",
+        args.lstm_backend,
+        *(["--data-dir", str(Path(args.data_dir).resolve())] if args.data_dir else []),
+    ]
     try:
         files = {load_spec(s).name: find_spec(s) for s in args.study}
         rows = []
@@ -230,8 +292,12 @@ def main(argv: list[str] | None = None) -> int:
                 folder = seed_folder(args.out.resolve(), path, seed)
                 rows.append(run_seed(folder, seed, args.max_images, sweep_args, lambda line: print(line, flush=True)))
                 order = {n: k for k, n in enumerate(files)}
-                write(sorted(rows, key=lambda r: (order[r.study], r.seed)), {n: str(p) for n, p in files.items()},
-                      args.max_images, args.out)
+                write(
+                    sorted(rows, key=lambda r: (order[r.study], r.seed)),
+                    {n: str(p) for n, p in files.items()},
+                    args.max_images,
+                    args.out,
+                )
     except SweepError as e:
         print(f"bench/search.py: error: {e}", file=sys.stderr)
         return 2

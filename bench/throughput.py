@@ -30,11 +30,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sweep  # noqa: E402, F401  (quiet TensorFlow start-up)
-from sweep.config import TrainConfig  # noqa: E402
-from sweep.data import Mnist, load_mnist  # noqa: E402
-from sweep.model import Backend, cores  # noqa: E402
-from sweep.train import Trainer, batch_order, steps_per_call  # noqa: E402
+from sweep.console import QUIET_ENVIRONMENT
+
+os.environ.update(QUIET_ENVIRONMENT)  # before TensorFlow is imported
+
+from sweep.training.config import TrainConfig
+from sweep.training.data import Mnist, load_mnist
+from sweep.training.model import Backend, cores
+from sweep.training.train import Trainer, batch_order, steps_per_call
 
 CONFIG = TrainConfig()
 Steps = Callable[[np.ndarray], None]  # trains on these batches (rows of indices), in order
@@ -90,11 +93,15 @@ def keras_lstm(mnist: Mnist, total_steps: int) -> Steps:
     import keras
 
     model = keras.Sequential([keras.Input((28, 28)), keras.layers.LSTM(CONFIG.num_units), keras.layers.Dense(10)])
-    model.compile(keras.optimizers.Adam(CONFIG.learning_rate), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.Adam(CONFIG.learning_rate), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
 
     def steps(batches: np.ndarray) -> None:  # one fit() per round, as a user would call it
         order = batches.ravel()
-        model.fit(mnist.train.x[order], mnist.train.y[order], batch_size=CONFIG.batch_size, epochs=1, verbose=0, shuffle=False)
+        model.fit(
+            mnist.train.x[order], mnist.train.y[order], batch_size=CONFIG.batch_size, epochs=1, verbose=0, shuffle=False
+        )
 
     return steps
 
@@ -134,9 +141,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=CONFIG.train_steps)
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--chains", type=int, default=cores(), help="our trainer's chains (default: the CPUs this process may use)")
+    p.add_argument(
+        "--chains", type=int, default=cores(), help="our trainer's chains (default: the CPUs this process may use)"
+    )
     p.add_argument("--only", help="comma-separated words: run only the implementations whose names contain one")
-    p.add_argument("--data-dir", default=os.environ.get("SWEEP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist"))
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("SWEEP_DATA_DIR", Path(__file__).resolve().parents[2] / "shared/data/mnist"),
+    )
     args = p.parse_args()
     mnist = load_mnist(args.data_dir)
     batches = batch_order(len(mnist.train.y), CONFIG.batch_size, args.steps, CONFIG.seed)
@@ -159,8 +171,13 @@ def main() -> None:
 
     median = {name: statistics.median(r) for name, r in rates.items()}
     mine = median.get("ours, native backend", float("nan"))
-    print(f"tutorial recipe, {args.steps} steps of batch {CONFIG.batch_size}, {args.rounds} rounds, {cores()} CPUs, {args.chains} chains")
-    print(f"{'implementation':26} {'samples/s':>10} {'(rounds min-max)':>17} {'build+step 1':>13} {'native / this':>14}")
+    print(
+        f"tutorial recipe, {args.steps} steps of batch {CONFIG.batch_size}, {args.rounds} rounds, {cores()} CPUs, "
+        f"{args.chains} chains"
+    )
+    print(
+        f"{'implementation':26} {'samples/s':>10} {'(rounds min-max)':>17} {'build+step 1':>13} {'native / this':>14}"
+    )
     for name in every:
         if name not in runners:
             print(f"{name:26} {'(not installed)':>10}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import io
+import logging
 import os
 import re
 import shutil
@@ -31,13 +32,61 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("SWEEP_DATA_DIR", REPO.parent / "shared" / "data" / "mnist"))
 SMOKE = REPO / "studies" / "smoke.toml"
-SLOW_FIXTURES = {"swept", "postgres", "tracking_server", "mlflow_ui", "page"}  # each starts a sweep or a server
+SLOW_FIXTURES: set[str] = set()  # filled by @slow_fixture where each is defined
+QUICK_TOOLS = {"git", "c++", "g++", "gcc", "cc"}  # what the tool itself runs in passing (its commit, the op's build)
+
+
+def slow_fixture(*args, **kwargs):
+    """@pytest.fixture for a fixture that starts a server, a process or a sweep: every test that
+    uses it is slow. (Declared where the fixture is defined, so the list cannot drift from it.)"""
+
+    def declare(function):
+        SLOW_FIXTURES.add(function.__name__)
+        return pytest.fixture(function, **kwargs)
+
+    return declare(args[0]) if args and callable(args[0]) else declare
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+
+
+@contextlib.contextmanager
+def _watching_for_processes(item):
+    """A test that starts a process (a server, a sweep, a browser) must be marked slow: the
+    fast tier is what runs in this process alone. Checked, not trusted."""
+    started, popen = [], subprocess.Popen.__init__
+
+    def noting(self, args, *rest, **kwargs):
+        program = Path(str(args[0] if isinstance(args, (list, tuple)) else str(args).split()[0])).name
+        if program not in QUICK_TOOLS:
+            started.append(" ".join(map(str, args)) if isinstance(args, (list, tuple)) else str(args))
+        popen(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = noting
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = popen
+    if started and not item.get_closest_marker("slow"):
+        pytest.fail(
+            f"{item.nodeid} starts a process ({started[0][:120]}): mark it slow, or start it from a @slow_fixture",
+            pytrace=False,
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _watching_for_processes(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _watching_for_processes(item):
+        return (yield)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +98,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def mnist(data_dir):
-    from sweep.data import load_mnist
+    from sweep.training.data import load_mnist
 
     return load_mnist(data_dir)
 
@@ -65,10 +114,14 @@ def cli_env(**extra: str) -> dict[str, str]:
     return {**env, "SWEEP_DATA_DIR": str(DATA_DIR), **extra}
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """`python sweep.py ARGS` in a fresh process, as a user would run it: for tests where the
     process is the point (signals, kill -9, start-up, the environment a process sees)."""
-    return subprocess.run(cli_command(*args), cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        cli_command(*args), cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def forget_mlflow_stores() -> None:
@@ -89,11 +142,16 @@ def forget_mlflow_stores() -> None:
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`sweep.py ARGS` run in this process (TensorFlow is imported once per test session, not
-    once per command), in `cwd`, with the user's environment: the same exit code and output."""
+    once per command), in `cwd`, with the user's environment: the same exit code and output.
+    What the command sets for its process (environment, logging, signal handlers, MLflow's
+    tracking URI) is put back after, so that nothing leaks into the next test."""
     from sweep.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    logger = logging.getLogger("sweep")
+    saved_logging = (list(logger.handlers), logger.level, logger.propagate)
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     os.environ.clear()
     os.environ.update(env or cli_env())
     forget_mlflow_stores()
@@ -108,15 +166,36 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
+        logger.handlers[:], logger.level, logger.propagate = saved_logging
+        for signum, handler in saved_signals.items():
+            signal.signal(signum, handler)
         forget_mlflow_stores()
     return subprocess.CompletedProcess(["sweep.py", *args], code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def messages() -> list[str]:
+    """The tool's log messages while the test runs, a line each."""
+    found: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found.append(record.getMessage())
+
+    logger, handler = logging.getLogger("sweep"), Keep()
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield found
+    logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
 def op_cache(tmp_path_factory) -> Path:
     """The LSTM op, built once per test session; its cache folder, which tests copy into each
     "machine" they start (every worker would otherwise compile it again)."""
-    from sweep.lstm_op import library
+    from sweep.training.lstm_op import library
 
     return library().parent
 
@@ -133,7 +212,9 @@ class Processes:
     def start(self, command: list[str], **kwargs) -> subprocess.Popen:
         log = self.logs / f"{len(self.started)}.log"
         with open(log, "w") as out:
-            process = subprocess.Popen(command, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, text=True, **kwargs)
+            process = subprocess.Popen(
+                command, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, text=True, **kwargs
+            )
         process.log = log
         self.started.append(process)
         return process
@@ -150,7 +231,7 @@ class Processes:
                 process.wait(timeout=30)
 
 
-@pytest.fixture
+@slow_fixture
 def procs():
     processes = Processes()
     yield processes
@@ -169,7 +250,9 @@ def output(process: subprocess.Popen) -> str:
     return f"exit {process.poll()}\n{finish(process, 30)[-3000:]}"
 
 
-def wait_for(condition: Callable[[], object], *children: subprocess.Popen, timeout: float = 300, what: str = "the event"):
+def wait_for(
+    condition: Callable[[], object], *children: subprocess.Popen, timeout: float = 300, what: str = "the event"
+):
     """Poll `condition` until it returns something true, and return that. Fails at once, with
     its output, if one of `children` exits first; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -207,7 +290,7 @@ def trial_runs(client, experiment_id):
     return sorted(runs, key=lambda r: int(r.data.tags["optuna.trial_number"]))
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def swept(tmp_path_factory):
     """A finished 3-trial smoke study in its own folder, with the default store names. Tests
     read it; a test that adds to it works on a copy (`copy_of_swept`)."""
@@ -225,9 +308,13 @@ def copy_of_swept(swept, tmp_path) -> Path:
     folder = tmp_path / "study"
     shutil.copytree(swept[0], folder)
     with sqlite3.connect(folder / "mlflow.db") as db:  # artifact locations are absolute paths
-        for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri"),
-                              ("logged_models", "artifact_location"), ("model_versions", "source"),
-                              ("model_versions", "storage_location")):
+        for table, column in (
+            ("experiments", "artifact_location"),
+            ("runs", "artifact_uri"),
+            ("logged_models", "artifact_location"),
+            ("model_versions", "source"),
+            ("model_versions", "storage_location"),
+        ):
             db.execute(f"UPDATE {table} SET {column} = REPLACE({column}, ?, ?)", (str(swept[0]), str(folder)))
     return folder
 
@@ -241,7 +328,7 @@ def free_port() -> int:
 PG_PASSWORD = "pw-s3cret-9431"
 
 
-@pytest.fixture(scope="session")
+@slow_fixture(scope="session")
 def postgres():
     """A real PostgreSQL server on 127.0.0.1 with databases `optuna` and `mlflow`; yields the
     server URL with a password in it (trust auth ignores it), to test that it never leaks. It

@@ -9,8 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from sweep.data import load_mnist
 from sweep.errors import SweepError
+from sweep.training.data import load_mnist
 
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -23,6 +23,22 @@ def test_split_is_the_tutorials(mnist):
     assert mnist.train.x.min() == 0.0 and mnist.train.x.max() == 1.0
     all_train = np.concatenate([mnist.val.y, mnist.train.y])
     assert list(np.bincount(all_train)) == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def test_each_fold_validates_on_its_own_5000_training_file_images_and_trains_on_the_rest(mnist):
+    file_x, file_y = np.concatenate([mnist.val.x, mnist.train.x]), np.concatenate([mnist.val.y, mnist.train.y])
+    assert mnist.fold(0) is mnist  # fold 0 is the tutorial's split
+    for k in (0, 1, 3, 11):
+        fold = mnist.fold(k)
+        assert fold.val_fold == k and len(fold.val.y) == 5000 and len(fold.train.y) == 55000
+        np.testing.assert_array_equal(fold.val.x, file_x[5000 * k : 5000 * (k + 1)])
+        for train, val, whole in ((fold.train.x, fold.val.x, file_x), (fold.train.y, fold.val.y, file_y)):
+            # the training images are the file's others, in order: with the 5,000, they make the file, once each
+            np.testing.assert_array_equal(np.concatenate([train[: 5000 * k], val, train[5000 * k :]]), whole)
+        np.testing.assert_array_equal(fold.test.x, mnist.test.x)  # the test set is never touched
+    np.testing.assert_array_equal(mnist.fold(3).fold(0).train.x, mnist.train.x)  # and back
+    with pytest.raises(SweepError, match="fold 12 does not exist: there are 12, 0 to 11"):
+        mnist.fold(12)
 
 
 def test_limit_takes_the_first_images(mnist):
@@ -124,6 +140,8 @@ def test_mnist_is_downloaded_once_from_a_mirror_and_then_read_from_the_cache(mir
 def test_a_mirror_that_fails_is_one_line_naming_it(tmp_path, monkeypatch):
     monkeypatch.setenv("SWEEP_MNIST_URL", "http://127.0.0.1:9/mnist/")  # nothing listens there
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    with pytest.raises(SweepError, match="cannot download MNIST from http://127.0.0.1:9/mnist/ .*--data-dir DIR") as info:
+    with pytest.raises(
+        SweepError, match="cannot download MNIST from http://127.0.0.1:9/mnist/ .*--data-dir DIR"
+    ) as info:
         load_mnist(None)
     assert "\n" not in str(info.value)

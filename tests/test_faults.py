@@ -19,8 +19,8 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from sweep import records
-from sweep.checkpoint import Checkpoint
+from sweep.tracking import schema
+from sweep.training.checkpoint import Checkpoint
 from tests.conftest import PG_PASSWORD, SMOKE, cli, finish, free_port, output, wait_for
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,12 @@ log = true
 def write_spec(folder, name, steps=60, every=20, low=1e-3, high=2e-2, baseline="", extra=""):
     """A small study; trial 0 has 16 units and, unless given, the tutorial's learning rate."""
     path = folder / f"{name}.toml"
-    text = f'name = "{name}"\n' + SLICES.format(steps=steps, every=every) + f"[baseline]\nnum_units = 16\n{baseline}\n" + extra
+    text = (
+        f'name = "{name}"\n'
+        + SLICES.format(steps=steps, every=every)
+        + f"[baseline]\nnum_units = 16\n{baseline}\n"
+        + extra
+    )
     path.write_text(text + SPACE.format(low=low, high=high))
     return path
 
@@ -77,7 +82,9 @@ def assert_one_finished_run_per_complete_trial(study, client, experiment_id):
 
 def assert_no_checkpoint_left(client, experiment_id):
     for run in client.search_runs([experiment_id]):
-        assert records.CHECKPOINT not in run.data.tags and not client.list_artifacts(run.info.run_id, records.CHECKPOINTS), run.info.run_name
+        assert schema.TAG_CHECKPOINT not in run.data.tags and not client.list_artifacts(
+            run.info.run_id, schema.ARTIFACT_CHECKPOINTS
+        ), run.info.run_name
 
 
 def test_pruned_trials_are_recorded_and_count_toward_the_target(tmp_path):
@@ -126,8 +133,9 @@ def final_model(client, run_id):
     run = client.get_run(run_id)
     [model] = client.search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(artifact_uri=f"{model.artifact_location}/data/model.keras", dst_path=tmp,
-                                                   tracking_uri=client.tracking_uri)
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"{model.artifact_location}/data/model.keras", dst_path=tmp, tracking_uri=client.tracking_uri
+        )
         return [np.array(w) for w in keras.models.load_model(path).get_weights()]
 
 
@@ -135,8 +143,11 @@ def record_of(client, run_id):
     """Everything a trial's run logged that does not depend on the clock: every curve and final
     metric at every step (not train_seconds, samples_per_second), and the final weights."""
     run = client.get_run(run_id)
-    metrics = {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)]
-               for k in sorted(run.data.metrics) if k not in ("train_seconds", "samples_per_second")}
+    metrics = {
+        k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)]
+        for k in sorted(run.data.metrics)
+        if k not in ("train_seconds", "samples_per_second")
+    }
     return metrics, final_model(client, run_id)
 
 
@@ -153,8 +164,8 @@ def uninterrupted(tmp_path_factory):
 
 def checkpoint_step(run) -> int:
     """The step of the run's latest checkpoint (0: none), from the artifact its tag names."""
-    path = run.data.tags.get(records.CHECKPOINT)
-    return int(path.removeprefix(f"{records.CHECKPOINTS}/step-").removesuffix(".npz")) if path else 0
+    path = run.data.tags.get(schema.TAG_CHECKPOINT)
+    return int(path.removeprefix(f"{schema.ARTIFACT_CHECKPOINTS}/step-").removesuffix(".npz")) if path else 0
 
 
 def checkpointed(folder, name, at_least: int, role: str = "trial"):
@@ -175,8 +186,8 @@ def assert_resumed_as_if_never_stopped(folder, uninterrupted, stopped_number: in
     [resumed] = [t for t in study.trials if t.user_attrs.get("resumes") == stopped_number]
     assert resumed.state == TrialState.COMPLETE and resumed.params == reference.params
     run = client.get_run(resumed.user_attrs["mlflow_run_id"])
-    assert run.data.tags[records.RESUMED_FROM] == stopped.user_attrs["mlflow_run_id"]
-    at = int(run.data.tags[records.RESUMED_AT])
+    assert run.data.tags[schema.TAG_RESUMED_FROM] == stopped.user_attrs["mlflow_run_id"]
+    at = int(run.data.tags[schema.TAG_RESUMED_AT])
     assert 0 < at < 1200 and resumed.user_attrs["resumed"]["step"] == at
     assert f"Resumed at step {at}" in run.data.tags["mlflow.note.content"]
     assert f"(resumed at step {at})" in rerun.stdout
@@ -211,7 +222,7 @@ def test_a_stopped_trial_resumes_from_its_checkpoint_bitwise(tmp_path, uninterru
         assert stopped.state == TrialState.FAIL and stopped.user_attrs["stopped"] and run.info.status == "KILLED"
         assert stopped.user_attrs["failure"] == f"stopped by {signal.Signals(stop).name}"
         assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]  # queued again
-    assert run.data.tags[records.CHECKPOINT].startswith("checkpoint/step-")
+    assert run.data.tags[schema.TAG_CHECKPOINT].startswith("checkpoint/step-")
     rerun = cli("--study", str(spec), "--trials", "1", cwd=tmp_path)
     assert_resumed_as_if_never_stopped(tmp_path, uninterrupted, 0, rerun)
 
@@ -220,11 +231,14 @@ def test_timeout_checkpoints_the_running_trial_and_the_next_run_resumes_it(tmp_p
     spec = write_spec(tmp_path, "resume", **RESUME)
     result = cli("--study", str(spec), "--trials", "3", "--timeout", "0.5", cwd=tmp_path)  # it stops the first trial
     assert result.returncode == 0, result.stderr
-    study, client, experiment_id = stores(tmp_path, "resume")
+    study, client, _experiment_id = stores(tmp_path, "resume")
     stopped = study.trials[0]
     assert stopped.state == TrialState.FAIL and stopped.user_attrs["stopped"]
     assert "stopped by --timeout 0.5" in stopped.user_attrs["failure"]
-    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]  # no trial starts after the deadline
+    assert [t.state for t in study.trials] == [
+        TrialState.FAIL,
+        TrialState.WAITING,
+    ]  # no trial starts after the deadline
     run = client.get_run(stopped.user_attrs["mlflow_run_id"])
     assert run.info.status == "KILLED" and run.data.tags["sweep.trial_state"] == "FAIL"
     step = checkpoint_step(run)
@@ -238,25 +252,61 @@ def test_timeout_checkpoints_the_running_trial_and_the_next_run_resumes_it(tmp_p
     assert_resumed_as_if_never_stopped(tmp_path, uninterrupted, 0, rerun)
 
 
+def test_max_images_stops_the_running_trial_checkpointed_and_a_larger_budget_resumes_it(tmp_path, uninterrupted):
+    """The study's budget in training images: trial 0 (1,200 steps of 128) is stopped once the
+    study has spent 50,000, checkpointed and queued again; the same budget starts nothing; a
+    larger one resumes it, ending as if it had never stopped."""
+    spec = write_spec(tmp_path, "resume", **RESUME)
+    result = cli("--study", str(spec), "--trials", "3", "--max-images", "50k", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study, client, _ = stores(tmp_path, "resume")
+    stopped = study.trials[0]
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]  # no trial starts after the budget
+    assert stopped.user_attrs["stopped"] and "stopped by --max-images 0.05 M" in stopped.user_attrs["failure"]
+    step = checkpoint_step(client.get_run(stopped.user_attrs["mlflow_run_id"]))
+    assert (
+        stopped.user_attrs["train_images"] == step * 128 and 50_000 <= step * 128 < 50_000 + 2048
+    )  # at most one call past
+    assert (
+        "study 'resume': 0/3 trials finished, 0.05 M training images spent; stopped by --max-images 0.05 M: run again "
+        "with a larger budget to continue"
+    ) in result.stdout
+    assert "it resumes from its checkpoint" in result.stdout
+    again = cli("--study", str(spec), "--trials", "3", "--max-images", "50k", cwd=tmp_path)  # the budget is spent
+    assert again.returncode == 0 and "stopped by --max-images 0.05 M" in again.stdout
+    assert len(stores(tmp_path, "resume")[0].trials) == 2
+    rerun = cli("--study", str(spec), "--trials", "1", "--max-images", "1M", cwd=tmp_path)
+    assert_resumed_as_if_never_stopped(tmp_path, uninterrupted, 0, rerun)
+
+
 def damage(client, run, how: str) -> None:
     """Spoil the run's checkpoint: bytes that are no checkpoint, no file, or another configuration's."""
-    path = Path(client.get_run(run.info.run_id).info.artifact_uri.removeprefix("file://")) / run.data.tags[records.CHECKPOINT]
+    path = (
+        Path(client.get_run(run.info.run_id).info.artifact_uri.removeprefix("file://"))
+        / run.data.tags[schema.TAG_CHECKPOINT]
+    )
     if how == "corrupt":
         path.write_bytes(path.read_bytes()[:1000])
     elif how == "missing":
         path.unlink()
     else:
         checkpoint = Checkpoint.from_bytes(path.read_bytes())
-        path.write_bytes(Checkpoint(checkpoint.config.__class__(**{**checkpoint.config.__dict__, "seed": 1}),
-                                    *list(checkpoint.__dict__.values())[1:]).to_bytes())
+        path.write_bytes(
+            Checkpoint(
+                checkpoint.config.__class__(**{**checkpoint.config.__dict__, "seed": 1}),
+                *list(checkpoint.__dict__.values())[1:],
+            ).to_bytes()
+        )
 
 
-@pytest.mark.parametrize("how, why", [("corrupt", "unreadable"), ("missing", "cannot be read"),
-                                      ("other", "of another configuration (seed differ)")])
+@pytest.mark.parametrize(
+    "how, why",
+    [("corrupt", "unreadable"), ("missing", "cannot be read"), ("other", "of another configuration (seed differ)")],
+)
 def test_a_damaged_checkpoint_is_not_used_and_the_trial_trains_from_scratch(tmp_path, uninterrupted, how, why):
     spec = write_spec(tmp_path, "resume", **RESUME)
     assert cli("--study", str(spec), "--trials", "1", "--timeout", "0.5", cwd=tmp_path).returncode == 0
-    study, client, experiment_id = stores(tmp_path, "resume")
+    study, client, _experiment_id = stores(tmp_path, "resume")
     damage(client, client.get_run(study.trials[0].user_attrs["mlflow_run_id"]), how)
     rerun = cli("--study", str(spec), "--trials", "1", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
@@ -264,7 +314,7 @@ def test_a_damaged_checkpoint_is_not_used_and_the_trial_trains_from_scratch(tmp_
     assert line.startswith("trial 1 trains from scratch: the checkpoint of trial 0 is of no use (") and why in line
     study, client, _ = stores(tmp_path, "resume")
     run = client.get_run(study.trials[1].user_attrs["mlflow_run_id"])
-    assert records.RESUMED_FROM not in run.data.tags
+    assert schema.TAG_RESUMED_FROM not in run.data.tags
     _, _, (metrics, weights) = uninterrupted
     got_metrics, got_weights = record_of(client, run.info.run_id)
     assert got_metrics == metrics and all(np.array_equal(a, b) for a, b in zip(got_weights, weights, strict=True))
@@ -288,9 +338,21 @@ def test_a_baseline_enqueued_twice_runs_once(tmp_path):
 def test_n_jobs_runs_worker_processes_that_find_the_stores_in_their_environment(tmp_path, procs):
     """Both workers train (the parent trains nothing itself), on the stores the parent was given
     by flag: the workers get them by environment, never on their command line."""
-    spec = write_spec(tmp_path, "jobs", steps=200, extra="[pruner]\ntype = \"none\"\n")
+    spec = write_spec(tmp_path, "jobs", steps=200, extra='[pruner]\ntype = "none"\n')
     storage, tracking = f"sqlite:///{tmp_path}/given-optuna.db", f"sqlite:///{tmp_path}/given-mlflow.db"
-    parent = procs.sweep(tmp_path, "--study", str(spec), "--trials", "6", "--n-jobs", "2", "--storage", storage, "--tracking-uri", tracking)
+    parent = procs.sweep(
+        tmp_path,
+        "--study",
+        str(spec),
+        "--trials",
+        "6",
+        "--n-jobs",
+        "2",
+        "--storage",
+        storage,
+        "--tracking-uri",
+        tracking,
+    )
     out = finish(parent, timeout=600)
     assert parent.returncode == 0, out[-3000:]
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
@@ -298,7 +360,14 @@ def test_n_jobs_runs_worker_processes_that_find_the_stores_in_their_environment(
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     pids = {t.user_attrs["worker"]["pid"] for t in complete}
     assert len(complete) == 6 and len(pids) == 2 and str(parent.pid) not in pids
-    assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("trial ")) == ["0", "1", "2", "3", "4", "5"]
+    assert sorted(line.split()[1] for line in out.splitlines() if line.startswith("trial ")) == [
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ]
     client = MlflowClient(tracking)
     assert_one_finished_run_per_complete_trial(study, client, client.get_experiment_by_name("jobs").experiment_id)
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sweep.lstm_op import load
-from sweep.model import Backend, build_model, choose_backend, from_basic_lstm
-from sweep.model_v1 import build_model_v1
+from sweep.training.lstm_op import load
+from sweep.training.model import Backend, build_model, choose_backend, from_basic_lstm
+from sweep.training.model_v1 import build_model_v1
 
 
 def sigmoid(x):
@@ -32,7 +32,9 @@ def basic_lstm_cell_numpy(x, kernel, bias, forget_bias):
 
 def random_cell(rng, units):
     """A BasicLSTMCell kernel and a nonzero bias (so gate-order mix-ups show)."""
-    return rng.normal(0, 0.5, (28 + units, 4 * units)).astype(np.float32), rng.normal(0, 0.5, 4 * units).astype(np.float32)
+    return rng.normal(0, 0.5, (28 + units, 4 * units)).astype(np.float32), rng.normal(0, 0.5, 4 * units).astype(
+        np.float32
+    )
 
 
 def test_the_model_is_stock_keras():
@@ -88,7 +90,7 @@ def both_backends(rng, units=24, forget_bias=0.7, batch=9):
     """The same model under each backend's forward pass, on weights with a nonzero bias."""
     keras.utils.set_random_seed(3)
     model, native = Backend("native", 2).build(units, forget_bias)
-    _, keras_forward = Backend("keras", 2).build(units, forget_bias)
+    _, _keras_forward = Backend("keras", 2).build(units, forget_bias)
     kernel, bias = random_cell(rng, units)
     model.get_layer("lstm").set_weights(from_basic_lstm(kernel, bias, forget_bias))
     x = tf.constant(rng.random((batch, 28, 28)), tf.float32)
@@ -96,7 +98,7 @@ def both_backends(rng, units=24, forget_bias=0.7, batch=9):
 
 
 def test_backends_agree_on_logits():
-    model, native, stock, x = both_backends(np.random.default_rng(4))
+    _model, native, stock, x = both_backends(np.random.default_rng(4))
     for training in (False, True):
         np.testing.assert_allclose(native(x, training).numpy(), stock(x, training).numpy(), rtol=0, atol=1e-5)
 
@@ -148,7 +150,9 @@ def test_v1_model_still_computes_basic_lstm_cell():
     w, b = model.get_layer("logits").get_weights()
     expected = basic_lstm_cell_numpy(x, kernel, bias, 0.4) @ w + b
     for training in (False, True):
-        np.testing.assert_allclose(model(x.astype(np.float32), training=training).numpy(), expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(
+            model(x.astype(np.float32), training=training).numpy(), expected, rtol=1e-4, atol=1e-4
+        )
 
 
 @pytest.mark.slow  # a Python of its own, importing TensorFlow
@@ -170,17 +174,17 @@ def test_saved_model_loads_in_a_python_that_never_imported_this_project(tmp_path
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
-def test_auto_picks_keras_when_tensorflow_sees_a_gpu():
-    lines = []
+def test_auto_picks_keras_when_tensorflow_sees_a_gpu(messages):
     gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
-    backend = choose_backend("auto", gpus=[gpu], say=lines.append)
-    assert backend == Backend("keras", 1) and len(lines) == 1 and "cuDNN" in lines[0]
+    backend = choose_backend("auto", gpus=[gpu])
+    assert backend == Backend("keras", 1) and len(messages) == 1 and "cuDNN" in messages[0]
 
 
-def test_auto_on_a_cpu_picks_native_and_uses_every_core():
+def test_auto_on_a_cpu_picks_native_and_uses_every_core(messages):
     import os
 
-    backend = choose_backend("auto", gpus=[], say=pytest.fail)
+    backend = choose_backend("auto", gpus=[])
+    assert messages == []
     assert backend == Backend("native", len(os.sched_getaffinity(0)))
     assert choose_backend("keras", gpus=[]) == Backend("keras", backend.chains)
 
@@ -191,13 +195,19 @@ def test_op_rejects_mismatched_shapes():
 
 
 def test_training_and_inference_paths_of_the_op_agree():
-    """Training keeps every step for the gradient, inference reuses two steps of scratch: same
-    outputs, for an odd batch too."""
+    """Training keeps every step for the gradient, inference reuses two slots of scratch: the
+    same bits, for odd batches and unit counts too. (Eigen rounds a row's unaligned head with
+    scalar code: on an AVX2 CPU, scratch placed elsewhere than training's buffers modulo 64
+    bytes differed in the last bit for most of these shapes.)"""
     rng = np.random.default_rng(7)
-    kernel, bias = random_cell(rng, 24)
-    x = rng.random((7, 28, 28)).astype(np.float32)
-    kept, scratch = (load().basic_lstm(x, kernel, bias, forget_bias=1.0, keep_steps=keep)[0] for keep in (True, False))
-    np.testing.assert_array_equal(kept.numpy(), scratch.numpy())
+    for _ in range(20):
+        units, batch = int(rng.integers(3, 70)), int(rng.integers(1, 40))
+        kernel, bias = random_cell(rng, units)
+        x = rng.random((batch, 28, 28)).astype(np.float32)
+        kept, scratch = (
+            load().basic_lstm(x, kernel, bias, forget_bias=1.0, keep_steps=keep)[0] for keep in (True, False)
+        )
+        np.testing.assert_array_equal(kept.numpy(), scratch.numpy(), err_msg=f"{units} units, batch {batch}")
 
 
 def test_on_a_gpu_the_layer_qualifies_for_cudnn():
@@ -208,4 +218,6 @@ def test_on_a_gpu_the_layer_qualifies_for_cudnn():
 
     layer = build_model(16, 1.0).get_layer("lstm")
     assert not layer.recurrent_dropout and layer.use_cudnn == "auto"
-    assert _do_lstm_arguments_support_cudnn(layer.cell.activation, layer.cell.recurrent_activation, layer.unroll, layer.cell.use_bias)
+    assert _do_lstm_arguments_support_cudnn(
+        layer.cell.activation, layer.cell.recurrent_activation, layer.unroll, layer.cell.use_bias
+    )

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from sweep import records
-from sweep.checkpoint import Checkpoint, CheckpointError
-from sweep.config import CurvePoint, TrainConfig
 from sweep.stats import Accuracy
+from sweep.tracking import checkpoints, queries, runs, schema
+from sweep.training.checkpoint import Checkpoint, CheckpointError
+from sweep.training.config import CurvePoint, TrainConfig
 
 CONFIG = TrainConfig(num_units=8, train_steps=30, eval_every=10)
 
@@ -19,8 +19,16 @@ CONFIG = TrainConfig(num_units=8, train_steps=30, eval_every=10)
 def checkpoint(step: int) -> Checkpoint:
     curve = tuple(CurvePoint(p, Accuracy(90 + p, 200), 1.0 / p, 0.1 * p, 128 * p) for p in range(10, step + 1, 10))
     rng = np.random.default_rng(step)
-    return Checkpoint(CONFIG, ("native", 2), step, curve, np.arange(3, dtype=np.float32), 0.5,
-                      {"lstm/kernel": rng.random((4, 4), np.float32)}, {"adam/iteration": np.int64(step)})
+    return Checkpoint(
+        CONFIG,
+        ("native", 2),
+        step,
+        curve,
+        np.arange(3, dtype=np.float32),
+        0.5,
+        {"lstm/kernel": rng.random((4, 4), np.float32)},
+        {"adam/iteration": np.int64(step)},
+    )
 
 
 @pytest.fixture
@@ -30,12 +38,12 @@ def store(tmp_path):
     return client, experiment
 
 
-def new_run(client, experiment) -> records.ConfigRun:
-    return records.ConfigRun(client, experiment, client.create_run(experiment).info.run_id)
+def new_run(client, experiment) -> runs.ConfigRun:
+    return runs.ConfigRun(client, experiment, client.create_run(experiment).info.run_id)
 
 
 def checkpoint_files(client, run_id) -> list[str]:
-    return [a.path for a in client.list_artifacts(run_id, records.CHECKPOINTS)]
+    return [a.path for a in client.list_artifacts(run_id, schema.ARTIFACT_CHECKPOINTS)]
 
 
 def test_a_run_keeps_only_its_latest_checkpoint_and_names_it(store):
@@ -44,12 +52,14 @@ def test_a_run_keeps_only_its_latest_checkpoint_and_names_it(store):
     for step in (10, 20, 30):
         run.save_checkpoint(checkpoint(step))
         assert checkpoint_files(client, run.run_id) == [f"checkpoint/step-{step:09d}.npz"]
-    holder, found = records.find_checkpoint(client, run.run_id)
+    holder, found = checkpoints.find_checkpoint(client, run.run_id)
     assert holder == run.run_id and found.step == 30 and [p.point for p in found.curve] == [10, 20, 30]
     np.testing.assert_array_equal(found.weights["lstm/kernel"], checkpoint(30).weights["lstm/kernel"])
     run.discard_checkpoints()
-    assert checkpoint_files(client, run.run_id) == [] and records.CHECKPOINT not in client.get_run(run.run_id).data.tags
-    assert records.find_checkpoint(client, run.run_id) is None
+    assert (
+        checkpoint_files(client, run.run_id) == [] and schema.TAG_CHECKPOINT not in client.get_run(run.run_id).data.tags
+    )
+    assert checkpoints.find_checkpoint(client, run.run_id) is None
 
 
 def test_a_checkpoint_is_found_along_the_runs_that_resumed_it(store):
@@ -58,13 +68,15 @@ def test_a_checkpoint_is_found_along_the_runs_that_resumed_it(store):
     first.save_checkpoint(checkpoint(10))
     second = new_run(client, experiment)  # resumed from it, stopped before a checkpoint of its own
     second.log_resumed(first.run_id, checkpoint(10))
-    assert records.find_checkpoint(client, second.run_id)[0] == first.run_id
+    assert checkpoints.find_checkpoint(client, second.run_id)[0] == first.run_id
     history = client.get_metric_history(second.run_id, "val_accuracy")
     assert [(m.step, m.value) for m in history] == [(10, 100 / 200)]  # the curve carried over
     third = new_run(client, experiment)
     third.log_resumed(first.run_id, checkpoint(10))
     third.save_checkpoint(checkpoint(20))  # its own: the one it continued is superseded, and deleted
-    assert checkpoint_files(client, first.run_id) == [] and records.find_checkpoint(client, third.run_id)[1].step == 20
+    assert (
+        checkpoint_files(client, first.run_id) == [] and checkpoints.find_checkpoint(client, third.run_id)[1].step == 20
+    )
 
 
 def test_a_checkpoint_that_cannot_be_read_is_said_so(store, tmp_path):
@@ -74,19 +86,49 @@ def test_a_checkpoint_that_cannot_be_read_is_said_so(store, tmp_path):
     path = tmp_path / "artifacts" / run.run_id / "artifacts" / run.checkpoint
     path.write_bytes(b"half a checkpoint")
     with pytest.raises(CheckpointError, match="unreadable"):
-        records.find_checkpoint(client, run.run_id)
+        checkpoints.find_checkpoint(client, run.run_id)
     path.unlink()
-    with pytest.raises(CheckpointError, match=f"run {run.run_id}'s checkpoint checkpoint/step-000000010.npz cannot be read"):
-        records.find_checkpoint(client, run.run_id)
+    with pytest.raises(
+        CheckpointError, match=f"run {run.run_id}'s checkpoint checkpoint/step-000000010.npz cannot be read"
+    ):
+        checkpoints.find_checkpoint(client, run.run_id)
 
 
 def test_a_runs_training_images_come_from_its_configuration(store):
     client, experiment = store
     run_id = client.create_run(experiment).info.run_id
-    for key, value in records.config_params(TrainConfig(epochs=2, batch_size=100, train_limit=1000)).items():
+    for key, value in runs.config_params(TrainConfig(epochs=2, batch_size=100, train_limit=1000)).items():
         client.log_param(run_id, key, value)
-    assert records.images_of(client.get_run(run_id)) == 20 * 100
+    assert queries.images_of(client.get_run(run_id)) == 20 * 100
     older = client.create_run(experiment).info.run_id  # logged before epochs existed: train_steps decides
     for key in ("train_steps", "batch_size"):
         client.log_param(older, key, str(getattr(TrainConfig(), key)))
-    assert records.images_of(client.get_run(older)) == 799 * 128
+    assert queries.images_of(client.get_run(older)) == 799 * 128
+
+
+def test_a_runs_predictions_give_its_logged_counts_exactly(store, mnist):
+    """Each image's predicted class and label, logged beside the accuracies: counted again, they
+    give the logged counts, on the run's own validation fold."""
+    from sweep.seeds.choice import val_hits
+    from sweep.training.model import Backend
+    from sweep.training.train import train
+
+    client, experiment = store
+    config = TrainConfig(
+        num_units=8, train_steps=20, eval_every=10, val_fold=3, train_limit=500, val_limit=300, test_limit=400
+    )
+    result = train(config, mnist, Backend("native", 2))
+    run = new_run(client, experiment)
+    run.log_accuracies(result.accuracies, result.last_point)
+    run.log_predictions(result.predictions)
+    logged, predictions = queries.accuracies_of(client.get_run(run.run_id)), queries.predictions_of(client, run.run_id)
+    assert {k: v.dtype for k, v in predictions.items()} == dict.fromkeys(
+        ("val", "val_labels", "test", "test_labels"), np.uint8
+    )
+    np.testing.assert_array_equal(predictions["val_labels"], mnist.fold(3).val.y[:300])  # fold 3's images, not fold 0's
+    hits = predictions["test"] == predictions["test_labels"]
+    assert logged["val_accuracy"] == Accuracy.of(val_hits(client, run.run_id))
+    assert logged["test_accuracy"] == Accuracy.of(hits) and logged["test_accuracy_first128"] == Accuracy.of(hits[:128])
+    assert (
+        queries.predictions_of(client, new_run(client, experiment).run_id) is None
+    )  # a run from before they were logged

@@ -1,12 +1,14 @@
 """Reports: the table matches the stores, the numbers are the library's, the verdict is right."""
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from statsmodels.stats.proportion import proportion_confint
 
-from sweep.report import CLAIM_COUNTS, claim_verdict, write_report
+from sweep.report.claim import CLAIM_COUNTS, claim_verdict
+from sweep.report.write import write_report
 from sweep.stats import Accuracy
 from tests.conftest import SMOKE, cli, trial_runs
 
@@ -27,10 +29,14 @@ def test_report_of_a_swept_study(copy_of_swept):
     baseline = cli("baseline", "--seeds", "2", cwd=folder)  # the spec kept with the storage's only study
     assert baseline.returncode == 0, baseline.stderr
     assert "baseline of 'smoke'" in baseline.stdout and "/60 [" in baseline.stderr  # a bar over each seed's steps
-    assert "The study's baseline" in (folder / "reports" / "smoke" / "report.md").read_text()  # baseline rewrote the report
+    assert (
+        "The study's baseline" in (folder / "reports" / "smoke" / "report.md").read_text()
+    )  # baseline rewrote the report
     more = cli("baseline", "--study", str(SMOKE), "--seeds", "3", cwd=folder)
     assert [line.split()[1] for line in more.stdout.splitlines() if line.startswith("seed ")] == ["2"]
-    tutorial = cli("baseline", "--study", str(tiny_tutorial(folder)), "--seeds", "2", cwd=folder)  # the verdict's yardstick
+    tutorial = cli(
+        "baseline", "--study", str(tiny_tutorial(folder)), "--seeds", "2", cwd=folder
+    )  # the verdict's yardstick
     assert tutorial.returncode == 0, tutorial.stderr
 
     result = cli("report", cwd=folder)  # the storage's only study
@@ -47,8 +53,10 @@ def test_report_of_a_swept_study(copy_of_swept):
     assert list(table["val_accuracy"]) == pytest.approx([t.value for t in study.trials])
 
     page = (out / "report.md").read_text()
-    seeds = sorted(client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'baseline-seed'"),
-                   key=lambda r: int(r.data.params["seed"]))
+    seeds = sorted(
+        client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'baseline-seed'"),
+        key=lambda r: int(r.data.params["seed"]),
+    )
     assert [r.data.params["seed"] for r in seeds] == ["0", "1", "2"]
     mean = 100 * sum(r.data.metrics["test_accuracy"] for r in seeds) / 3
     assert "| mean " in page and f"{mean:.2f}" in page
@@ -57,10 +65,14 @@ def test_report_of_a_swept_study(copy_of_swept):
     assert f"Trial {best['number']} (" in page and "99.21% lies above its 95% Wilson interval" in page
     for png in ("history.png", "slice.png", "val_vs_test.png", "full_vs_first128.png", "cost.png", "curves.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in page
-    tutorial_runs = client.search_runs([client.get_experiment_by_name("tutorial").experiment_id], "tags.`sweep.role` = 'baseline-seed'")
+    tutorial_runs = client.search_runs(
+        [client.get_experiment_by_name("tutorial").experiment_id], "tags.`sweep.role` = 'baseline-seed'"
+    )
     tutorial_mean = sum(r.data.metrics["test_accuracy"] for r in tutorial_runs) / 2
-    assert (f"The tutorial's own recipe (40 steps), over 2 seeds: mean test accuracy {100 * tutorial_mean:.2f}% on the first 300 "
-            f"test images only") in page.split("## The claim")[0]  # in the verdict
+    assert (
+        f"The tutorial's own recipe (40 steps), over 2 seeds: mean test accuracy {100 * tutorial_mean:.2f}% on the "
+        "first 300 test images only"
+    ) in page.split("## The claim")[0]  # in the verdict
     assert "<table" in (out / "report.html").read_text()
     parent = client.search_runs([experiment.experiment_id], "tags.`sweep.role` = 'study'")[0]
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
@@ -70,8 +82,12 @@ def test_report_of_a_swept_study(copy_of_swept):
 def tiny_tutorial(folder):
     """A study file named "tutorial" (the verdict's yardstick) that trains in a second."""
     path = folder / "tutorial-tiny.toml"
-    path.write_text(SMOKE.read_text().replace('name = "smoke"', 'name = "tutorial"').replace("train_steps = 60", "train_steps = 40")
-                    .replace("test_limit = 500", "test_limit = 300"))
+    path.write_text(
+        SMOKE.read_text()
+        .replace('name = "smoke"', 'name = "tutorial"')
+        .replace("train_steps = 60", "train_steps = 40")
+        .replace("test_limit = 500", "test_limit = 300")
+    )
     return path
 
 
@@ -92,8 +108,12 @@ def recorded_study(folder, name, *test_correct, vary: bool = False):
     }
     for number, correct in enumerate(test_correct):
         if vary:  # trials that differ: something for importances to weigh
-            params = {"num_units": 32 + 40 * number, "learning_rate": 1e-4 * 1.5 ** number, "batch_size": 32 + 16 * (number % 5),
-                      "forget_bias": (number * 7 % 10) / 4}
+            params = {
+                "num_units": 32 + 40 * number,
+                "learning_rate": 1e-4 * 1.5**number,
+                "batch_size": 32 + 16 * (number % 5),
+                "forget_bias": (number * 7 % 10) / 4,
+            }
         tags = {"sweep.role": "trial", "optuna.trial_number": str(number)}
         run = client.create_run(experiment_id, run_name=f"trial-{number:04d}", tags=tags)
         counts = {"val_accuracy": (4980, 5000), "test_accuracy": (correct, 10000), "test_accuracy_first128": (127, 128)}
@@ -101,13 +121,21 @@ def recorded_study(folder, name, *test_correct, vary: bool = False):
             for key, value in ((metric, right / total), (f"{metric}_correct", right), (f"{metric}_total", total)):
                 client.log_metric(run.info.run_id, key, value)
         client.set_terminated(run.info.run_id)
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=0.9 + correct / 1e5 if vary else 0.996,
-                                                  user_attrs={"mlflow_run_id": run.info.run_id}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=distributions,
+                value=0.9 + correct / 1e5 if vary else 0.996,
+                user_attrs={"mlflow_run_id": run.info.run_id},
+            )
+        )
     return study, client
 
 
-@pytest.mark.parametrize("correct, sentence", [(9960, "99.21% lies below its 95% Wilson interval"),
-                                               (9650, "99.21% lies above its 95% Wilson interval")])
+@pytest.mark.parametrize(
+    "correct, sentence",
+    [(9960, "99.21% lies below its 95% Wilson interval"), (9650, "99.21% lies above its 95% Wilson interval")],
+)
 def test_verdict_in_the_report_flips_with_the_result(tmp_path, correct, sentence):
     study, client = recorded_study(tmp_path, f"s{correct}", correct)
     write_report(study, client, tmp_path / "out")
@@ -124,7 +152,10 @@ def test_a_tie_on_validation_is_broken_by_trial_order_and_said(tmp_path):
     write_report(study, client, tmp_path / "out")
     page = (tmp_path / "out" / "report.md").read_text()
     assert "Trial 0 (" in page and "99.21% lies inside its 95% Wilson interval" in page  # 99.15%: the earlier trial's
-    assert "Tied with it on validation, and not chosen because they came later (Optuna's rule): trial 1, test 99.33% [" in page
+    assert (
+        "Tied with it on validation, and not chosen because they came later (Optuna's rule): trial 1, test 99.33% ["
+        in page
+    )
     assert "Time to the claim: no validation-best trial has reached 99.21%" in page  # trial 1's 99.33% never chose
 
 
@@ -141,44 +172,66 @@ def test_report_on_a_missing_study_is_exit_2(tmp_path):
 def frame_of(*trials):
     """A trials table as `trials_frame` makes it, from (number, state, val, test, images per training,
     spent images, started minute, completed minute) tuples; validation n=5000, test n=10000."""
-    from sweep.report import pd as _pd  # the report's own pandas
+    import pandas as _pd
 
     start = _pd.Timestamp("2026-12-02 10:00")
     rows = []
     for number, state, val, test, per_training, spent, began, ended in trials:
         val, test = (float("nan"), float("nan")) if val is None else (val, test)
-        rows.append({
-            "number": number, "state": state,
-            "val_accuracy": val / 5000, "val_accuracy_correct": val, "val_accuracy_total": 5000,
-            "test_accuracy": test / 10000, "test_accuracy_correct": test, "test_accuracy_total": 10000,
-            "test_accuracy_first128": 1.0, "test_accuracy_first128_correct": 128, "test_accuracy_first128_total": 128,
-            "train_images": per_training, "spent_images": spent, "spent_seconds": 60.0, "cpu": "Test CPU",
-            "started": start + _pd.Timedelta(minutes=began),
-            "completed": None if ended is None else start + _pd.Timedelta(minutes=ended),
-        })
+        rows.append(
+            {
+                "number": number,
+                "state": state,
+                "val_accuracy": val / 5000,
+                "val_accuracy_correct": val,
+                "val_accuracy_total": 5000,
+                "test_accuracy": test / 10000,
+                "test_accuracy_correct": test,
+                "test_accuracy_total": 10000,
+                "test_accuracy_first128": 1.0,
+                "test_accuracy_first128_correct": 128,
+                "test_accuracy_first128_total": 128,
+                "train_images": per_training,
+                "spent_images": spent,
+                "spent_seconds": 60.0,
+                "cpu": "Test CPU",
+                "mlflow_run_id": f"run-{number}",
+                "started": start + _pd.Timedelta(minutes=began),
+                "completed": None if ended is None else start + _pd.Timedelta(minutes=ended),
+            }
+        )
     return _pd.DataFrame(rows)
 
 
 def test_time_to_claim_counts_the_training_images_spent_until_then():
-    from sweep.report import time_to_claim
+    from sweep.report.claim import time_to_claim
 
     frame = frame_of(
         (0, "COMPLETE", 4800, 9600, 100_000, 100_000, 0, 1),
         (1, "PRUNED", None, None, 1_000_000, 400_000, 1, 3),
-        (2, "COMPLETE", 4960, 9915, 500_000, 500_000, 3, 6),   # best on validation, not yet the claim
+        (2, "COMPLETE", 4960, 9915, 500_000, 500_000, 3, 6),  # best on validation, not yet the claim
         (3, "COMPLETE", 4970, 9930, 500_000, 500_000, 6, 10),  # best on validation, and the claim
     )
-    assert time_to_claim(frame) == ("Time to the claim: 1.50 M training images and 10.0 min (on Test CPU) after the "
-                                    "study's first trial started, the validation-best trial (trial 3) had 99.30% "
-                                    "[99.12, 99.45] n=10000 on all test images.")
-    worse_on_val = frame_of(*[(n, s, 4950 if n == 3 else v, t, i, sp, b, e) for n, s, v, t, i, sp, b, e in
-                              [(0, "COMPLETE", 4800, 9600, 1, 100_000, 0, 1), (3, "COMPLETE", 4970, 9930, 1, 500_000, 6, 10),
-                               (2, "COMPLETE", 4960, 9915, 1, 500_000, 3, 6)]])
+    assert time_to_claim(frame) == (
+        "Time to the claim: 1.50 M training images and 10.0 min (on Test CPU) after the "
+        "study's first trial started, the validation-best trial (trial 3) had 99.30% "
+        "[99.12, 99.45] n=10000 on all test images."
+    )
+    worse_on_val = frame_of(
+        *[
+            (n, s, 4950 if n == 3 else v, t, i, sp, b, e)
+            for n, s, v, t, i, sp, b, e in [
+                (0, "COMPLETE", 4800, 9600, 1, 100_000, 0, 1),
+                (3, "COMPLETE", 4970, 9930, 1, 500_000, 6, 10),
+                (2, "COMPLETE", 4960, 9915, 1, 500_000, 3, 6),
+            ]
+        ]
+    )
     assert "no validation-best trial has reached 99.21%" in time_to_claim(worse_on_val)  # test never chooses
 
 
 def test_time_to_claim_counts_a_share_of_trials_running_in_parallel():
-    from sweep.report import time_to_claim
+    from sweep.report.claim import time_to_claim
 
     frame = frame_of(
         (0, "COMPLETE", 4970, 9930, 200_000, 200_000, 0, 10),
@@ -187,25 +240,64 @@ def test_time_to_claim_counts_a_share_of_trials_running_in_parallel():
     assert time_to_claim(frame).startswith("Time to the claim: 0.40 M training images and 10.0 min")
 
 
-def test_the_pareto_front_and_the_cheapest_as_good_as_the_best():
-    from sweep.report import cheapest_as_good, pareto_front
+def wrong_on(*spans: tuple[int, int]) -> np.ndarray:
+    """Per validation image (5,000), right or wrong: wrong on these index ranges."""
+    hits = np.ones(5000, bool)
+    for low, high in spans:
+        hits[low:high] = False
+    return hits
+
+
+def test_the_pareto_front_and_the_cheapest_as_good_as_the_best_image_by_image():
+    from sweep.report.frame import pareto_front
+    from sweep.report.sections import cheapest_as_good
 
     frame = frame_of(
-        (0, "COMPLETE", 4800, 9600, 100_000, 0, 0, 1),   # the cheapest: on the front
-        (1, "COMPLETE", 4960, 9915, 500_000, 0, 1, 2),   # on the front
-        (2, "COMPLETE", 4960, 9915, 500_000, 0, 2, 3),   # the same as 1: on the front with it
-        (3, "COMPLETE", 4950, 9915, 600_000, 0, 3, 4),   # dominated by 1
+        (0, "COMPLETE", 4800, 9600, 100_000, 0, 0, 1),  # the cheapest: on the front
+        (1, "COMPLETE", 4960, 9915, 500_000, 0, 1, 2),  # on the front
+        (2, "COMPLETE", 4960, 9915, 500_000, 0, 2, 3),  # the same as 1: on the front with it
+        (3, "COMPLETE", 4950, 9915, 600_000, 0, 3, 4),  # dominated by 1
         (4, "COMPLETE", 4970, 9930, 1_100_000, 0, 4, 5),  # the best: on the front
         (5, "COMPLETE", 4970, 9930, 1_200_000, 0, 5, 6),  # as good, dearer: dominated
     )
     assert list(pareto_front(frame)["number"]) == [0, 1, 2, 4]
-    best, cheap = cheapest_as_good(frame)
-    assert best["number"] == 4 and cheap["number"] == 1  # 99.20% lies inside 99.40%'s Wilson interval; 96% does not
-    alone = frame[frame["number"].isin([0, 4])]
-    assert cheapest_as_good(alone)[1]["number"] == 4
+    hits = {
+        "run-0": wrong_on((0, 200)),
+        "run-1": wrong_on((10, 50)),
+        "run-2": wrong_on((10, 50)),
+        "run-3": wrong_on((10, 60)),
+        "run-4": wrong_on((0, 30)),
+        "run-5": wrong_on((0, 30)),
+    }
+    found = cheapest_as_good(frame, hits.get)
+    # trial 1 is right where the best is wrong on 10 images, and wrong where it is right on 20: p = 0.099
+    assert found.best["number"] == 4 and found.cheapest["number"] == 1
+    assert (found.paired.only_a, found.paired.only_b) == (10, 20) and found.paired.p_value == pytest.approx(
+        0.0987, abs=1e-4
+    )
+    assert cheapest_as_good(frame[frame["number"].isin([0, 4])], hits.get).cheapest["number"] == 4  # 0: p < 1e-40
+    hits["run-1"] = hits["run-2"] = wrong_on((0, 40))  # now wrong wherever the best is, and on 10 more: p = 0.002
+    assert cheapest_as_good(frame, hits.get).cheapest["number"] == 4
+    unlogged = cheapest_as_good(frame, lambda run_id: None)  # runs from before predictions were logged
+    assert unlogged.cheapest["number"] == 4 and unlogged.paired is None and unlogged.unpaired == 4
     # an epoch's last batch rounds the images up by a few: that is the same budget, and the best stays
     same_budget = frame_of((0, "COMPLETE", 4961, 9928, 220_048, 0, 0, 1), (1, "COMPLETE", 4961, 9921, 220_000, 0, 1, 2))
-    assert cheapest_as_good(same_budget)[1]["number"] == 0
+    assert (
+        cheapest_as_good(same_budget, {"run-0": wrong_on((0, 39)), "run-1": wrong_on((0, 39))}.get).cheapest["number"]
+        == 0
+    )
+
+
+def test_mcnemars_exact_test_on_the_images_where_two_models_disagree():
+    from sweep.stats import Paired
+
+    same = wrong_on((100, 160))
+    assert Paired.of(same, same) == Paired(0, 0) and Paired.of(same, same).p_value == 1.0
+    textbook = Paired(3, 9)  # 12 discordant pairs, 3 one way: 2 x (1 + 12 + 66 + 220) / 2^12
+    assert textbook.p_value == pytest.approx(2 * 299 / 4096, rel=1e-9)
+    assert Paired(9, 3).p_value == textbook.p_value  # two-sided
+    a, b = wrong_on((0, 5)), wrong_on((5, 20))
+    assert Paired.of(a, b) == Paired(15, 5)  # a right where b is wrong on 15, wrong where b is right on 5
 
 
 def test_fanova_weighs_the_hyperparameters_from_ten_completed_trials(tmp_path):
@@ -217,6 +309,62 @@ def test_fanova_weighs_the_hyperparameters_from_ten_completed_trials(tmp_path):
     write_report(ten, client, tmp_path / "ten")
     page = (tmp_path / "ten" / "report.md").read_text()
     assert "Optuna's fANOVA importances over 10 completed trials (validation accuracy):" in page
-    importances = optuna.importance.get_param_importances(ten, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    importances = optuna.importance.get_param_importances(
+        ten, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+    )
     for name, value in importances.items():
         assert f"| {name} " in page and f"{round(value, 3):.4g}" in page
+
+
+def confirmed_study(folder, name: str, epochs: int, test_by_seed: list[int]):
+    """A study whose one trial confirm trained with seeds 0..S-1 (seed 0: the trial's own run),
+    recorded as a sweep and confirm record them, with these test counts; no training."""
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    experiment = client.create_experiment(name)
+    client.create_run(experiment, run_name=f"study-{name}", tags={"sweep.role": "study", "optuna.study_name": name})
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db", direction="maximize")
+    own = None
+    for seed, correct in enumerate(test_by_seed):
+        role = "trial" if seed == 0 else "confirm-seed"
+        run = client.create_run(experiment, tags={"sweep.role": role, "optuna.trial_number": "0"})
+        params = {"seed": seed, "val_fold": seed, "epochs": epochs, "batch_size": 100, "num_units": 300}
+        for key, value in params.items():
+            client.log_param(run.info.run_id, key, str(value))
+        for metric, (right, total) in {
+            "val_accuracy": (4960, 5000),
+            "test_accuracy": (correct, 10000),
+            "test_accuracy_first128": (127, 128),
+        }.items():
+            for key, value in ((metric, right / total), (f"{metric}_correct", right), (f"{metric}_total", total)):
+                client.log_metric(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id)
+        own = own or run.info.run_id
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"num_units": 300},
+            value=0.992,
+            distributions={"num_units": optuna.distributions.IntDistribution(8, 512)},
+            user_attrs={"mlflow_run_id": own, "train_images": 1000},
+        )
+    )
+
+
+def test_the_frontier_is_rebuilt_from_the_stores_cheapest_budget_first(tmp_path):
+    confirmed_study(tmp_path, "six-epochs", 6, [9930, 9935, 9940])  # mean 99.35%, interval 99.23-99.47%: beaten
+    confirmed_study(tmp_path, "two-epochs", 2, [9915, 9920, 9925])  # mean 99.20%: not reached
+    confirmed_study(tmp_path, "four-epochs", 4, [9900, 9925, 9950])  # mean 99.25%, interval across 99.21%: matched
+    optuna.create_study(study_name="unconfirmed", storage=f"sqlite:///{tmp_path}/optuna.db")  # no point on the frontier
+    result = cli("frontier", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "reports" / "frontier" / "frontier.csv")
+    assert list(table["study"]) == ["two-epochs", "four-epochs", "six-epochs"]
+    assert list(table["images per training"]) == [110_000, 220_000, 330_000]  # ceil(epochs x 55,000 / 100) x 100
+    assert list(table["claim"]) == ["not reached", "matched", "beaten"]
+    assert list(table["test by seed, %"]) == ["99.15 / 99.20 / 99.25", "99.00 / 99.25 / 99.50", "99.30 / 99.35 / 99.40"]
+    assert table["mean test, %"].round(4).tolist() == [99.2, 99.25, 99.35] and set(table["seeds"]) == {3}
+    page = (tmp_path / "reports" / "frontier" / "frontier.md").read_text()
+    assert "The claim is first matched (mean ≥ 99.21%) at 0.22 M training images per training (four-epochs" in page
+    assert "The claim is first beaten (whole interval above) at 0.33 M training images per training (six-epochs" in page
+    assert (tmp_path / "reports" / "frontier" / "frontier.png").stat().st_size > 1000
+    none = cli("frontier", "--study-name", "unconfirmed", cwd=tmp_path)
+    assert none.returncode == 2 and "no study here has been confirmed over seeds yet" in none.stderr

@@ -62,7 +62,9 @@ def test_tampered_result_is_not_reproduced(copy_of_swept):
     run = runs[2]
     correct = run.data.metrics["test_accuracy_correct"]
     step = int(run.data.params["train_steps"])
-    client.log_batch(run.info.run_id, metrics=[Metric("test_accuracy_correct", correct + 1, int(time.time() * 1000) + 1000, step)])
+    client.log_batch(
+        run.info.run_id, metrics=[Metric("test_accuracy_correct", correct + 1, int(time.time() * 1000) + 1000, step)]
+    )
     result = cli("reproduce", run.info.run_id, "--evaluate-only", cwd=folder)
     assert result.returncode == 1, result.stderr
     assert "DIFFERENT" in result.stdout and "NOT reproduced" in result.stdout
@@ -80,8 +82,8 @@ def test_unknown_run_id_is_exit_2(swept):
 def test_a_run_logged_before_a_config_field_existed_rebuilds_with_its_default(tmp_path):
     from dataclasses import asdict
 
-    from sweep.config import TrainConfig
-    from sweep.records import config_of
+    from sweep.tracking.queries import config_of
+    from sweep.training.config import TrainConfig
 
     config = TrainConfig(num_units=64, learning_rate=0.003, val_limit=300)
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
@@ -99,7 +101,9 @@ def logged_run(folder, name="v1", params=None, tags=None):
     logged = json.loads((V1_RUN / "run.json").read_text())
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     experiment = client.get_experiment_by_name("smoke") or client.get_experiment(client.create_experiment("smoke"))
-    run_id = client.create_run(experiment.experiment_id, run_name=logged["run_name"], tags={**logged["tags"], **(tags or {})}).info.run_id
+    run_id = client.create_run(
+        experiment.experiment_id, run_name=logged["run_name"], tags={**logged["tags"], **(tags or {})}
+    ).info.run_id
     now = int(time.time() * 1000)
     metrics = [Metric(k, v, now, step) for k, history in logged["metrics"].items() for step, v in history]
     params = {**logged["params"], **(params or {})}
@@ -115,7 +119,7 @@ def test_a_run_logged_before_the_stock_lstm_still_reproduces(tmp_path, mode):
     """Bitwise on the CPU the fixture was recorded on; on another CPU the op's float rounding
     may differ (it is built with -march=native), so the weights may differ in their last bits:
     the correct counts must still agree, and reproduce must say that the CPU changed."""
-    from sweep.lstm_op import build_info
+    from sweep.training.lstm_op import build_info
 
     client, run = logged_run(tmp_path)
     logged_cpu, here = run.data.params["lstm_op.cpu"], build_info()["lstm_op.cpu"]
@@ -129,22 +133,36 @@ def test_a_run_logged_before_the_stock_lstm_still_reproduces(tmp_path, mode):
     else:
         assert f"environment differs: lstm_op.cpu {logged_cpu} logged, {here} here" in result.stderr
         if not mode:
-            assert "weights: bitwise identical" in result.stdout or "weights: differ from the logged model by up to" in result.stdout
+            assert (
+                "weights: bitwise identical" in result.stdout
+                or "weights: differ from the logged model by up to" in result.stdout
+            )
     (record,) = reproductions(client, run)
     assert record.data.params["lstm_backend"] == "v1" and record.data.tags["sweep.reproduction.result"] == "agrees"
 
 
 def test_reproduce_warns_of_every_difference_in_the_environment(tmp_path):
-    client, run = logged_run(tmp_path, params={
-        "version.tensorflow": "2.20.0", "mnist_md5.t10k-images-idx3-ubyte": "0" * 32, "lstm_op.compiler": "c++ 99.1",
-        "lstm_op.cpu": "Another CPU"}, tags={"sweep.git_commit": "0123456789abcdef0123"})
+    _client, run = logged_run(
+        tmp_path,
+        params={
+            "version.tensorflow": "2.20.0",
+            "mnist_md5.t10k-images-idx3-ubyte": "0" * 32,
+            "lstm_op.compiler": "c++ 99.1",
+            "lstm_op.cpu": "Another CPU",
+        },
+        tags={"sweep.git_commit": "0123456789abcdef0123"},
+    )
     result = cli("reproduce", run.info.run_id, "--evaluate-only", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     import tensorflow
 
-    from sweep.lstm_op import build_info
+    from sweep.training.lstm_op import build_info
 
-    warned = [line.removeprefix("warning: environment differs: ") for line in result.stderr.splitlines() if line.startswith("warning: environment")]
+    warned = [
+        line.removeprefix("warning: environment differs: ")
+        for line in result.stderr.splitlines()
+        if line.startswith("warning: environment")
+    ]
     assert f"version.tensorflow 2.20.0 logged, {tensorflow.__version__} here" in warned
     assert f"mnist_md5.t10k-images-idx3-ubyte {'0' * 32} logged, 2646ac647ad5339dbf082846283269ea here" in warned
     assert f"lstm_op.compiler c++ 99.1 logged, {build_info()['lstm_op.compiler']} here" in warned
@@ -161,11 +179,19 @@ def test_a_native_run_reproduces_on_keras_where_the_op_cannot_be_built(copy_of_s
     client, runs = store(folder)
     env = cli_env(CXX=str(tmp_path / "no-such-compiler"), XDG_CACHE_HOME=str(tmp_path / "cache"))
     result = run_cli("reproduce", runs[0].info.run_id, cwd=folder, env=env)
-    assert "trained with the native backend, which is not available here" in result.stderr and "using keras" in result.stderr
+    assert (
+        "trained with the native backend, which is not available here" in result.stderr
+        and "using keras" in result.stderr
+    )
     (record,) = reproductions(client, runs[0])
-    assert record.data.params["lstm_backend"] == "keras" and record.data.params["lstm_chains"] == runs[0].data.params["lstm_chains"]
-    agrees = all(record.data.metrics[f"{k}_correct"] == runs[0].data.metrics[f"{k}_correct"]
-                 for k in ("val_accuracy", "test_accuracy", "test_accuracy_first128"))
+    assert (
+        record.data.params["lstm_backend"] == "keras"
+        and record.data.params["lstm_chains"] == runs[0].data.params["lstm_chains"]
+    )
+    agrees = all(
+        record.data.metrics[f"{k}_correct"] == runs[0].data.metrics[f"{k}_correct"]
+        for k in ("val_accuracy", "test_accuracy", "test_accuracy_first128")
+    )
     assert result.returncode == (0 if agrees else 1), result.stdout
     assert record.data.tags["sweep.reproduction.result"] == ("agrees" if agrees else "differs")
     for k in ("val_accuracy", "test_accuracy", "test_accuracy_first128"):
@@ -190,3 +216,26 @@ def test_reproduce_by_trial_number_defaults_to_the_stores_only_study(swept):
     folder, _ = swept
     result = cli("reproduce", "--trial", "99", cwd=folder)  # no --study-name: the store holds only 'smoke'
     assert result.returncode == 2 and "study 'smoke' has no run for trial 99" in result.stderr, result.stderr
+
+
+def test_reproduce_of_a_seed_rebuilds_its_own_validation_fold(copy_of_swept, mnist):
+    """Seed s of baseline validates on fold s mod 12; its run alone says so (param val_fold), and
+    reproduce trains and validates it on that fold again."""
+    from sweep.tracking.queries import predictions_of
+
+    folder = copy_of_swept
+    assert cli("baseline", "--seeds", "4", cwd=folder).returncode == 0
+    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    experiment = client.get_experiment_by_name("smoke").experiment_id
+    seeds = {
+        int(r.data.params["seed"]): r for r in client.search_runs([experiment], "tags.`sweep.role` = 'baseline-seed'")
+    }
+    assert {s: r.data.params["val_fold"] for s, r in seeds.items()} == {0: "0", 1: "1", 2: "2", 3: "3"}
+    assert (predictions_of(client, seeds[3].info.run_id)["val_labels"] == mnist.fold(3).val.y[:500]).all()
+    result = cli("reproduce", seeds[3].info.run_id, cwd=folder)
+    assert result.returncode == 0 and "reproduced: the same correct counts on every set" in result.stdout, result.stderr
+    [copy] = client.search_runs([experiment], f"tags.`sweep.reproduces` = '{seeds[3].info.run_id}'")
+    assert (
+        copy.data.params["val_fold"] == "3"
+        and copy.data.metrics["val_accuracy_correct"] == seeds[3].data.metrics["val_accuracy_correct"]
+    )

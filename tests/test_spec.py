@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from sweep.config import TrainConfig
 from sweep.errors import SweepError
-from sweep.spec import load_spec
+from sweep.search.spec import load_spec
+from sweep.training.config import TrainConfig
 from tests.conftest import REPO
 
 GOOD = """
@@ -37,10 +37,17 @@ def write(tmp_path, text):
 
 def test_tutorial_spec_baseline_is_the_tutorial():
     spec = load_spec(REPO / "studies" / "tutorial.toml")
-    assert replace(spec.baseline, curve_val_limit=None) == TrainConfig()  # that limit changes what is measured, not the weights
+    assert (
+        replace(spec.baseline, curve_val_limit=None) == TrainConfig()
+    )  # that limit changes what is measured, not the weights
     assert spec.baseline.curve_val_limit == 1000
     assert set(spec.search) == {"num_units", "learning_rate", "batch_size", "forget_bias"}
-    assert spec.params(spec.baseline) == {"num_units": 128, "learning_rate": 0.001, "batch_size": 128, "forget_bias": 1.0}
+    assert spec.params(spec.baseline) == {
+        "num_units": 128,
+        "learning_rate": 0.001,
+        "batch_size": 128,
+        "forget_bias": 1.0,
+    }
 
 
 def test_beat_claim_spec_trains_by_epochs_from_the_tutorial_then_a_known_point():
@@ -54,15 +61,33 @@ def test_claim_spec_is_beat_claims_recipe_with_shifts_from_its_trial_15():
     claim, beat = load_spec(REPO / "studies" / "claim.toml"), load_spec(REPO / "studies" / "beat-claim.toml")
     assert replace(claim.fixed, shift_pixels=0) == beat.fixed and claim.fixed.shift_pixels == 1
     assert claim.params(claim.baseline) == claim.params(TrainConfig())  # trial 0 is still the tutorial's values
-    assert claim.params(claim.enqueue[0]) == {"num_units": 195, "learning_rate": 0.004717, "batch_size": 98, "forget_bias": 0.809}
+    assert claim.params(claim.enqueue[0]) == {
+        "num_units": 195,
+        "learning_rate": 0.004717,
+        "batch_size": 98,
+        "forget_bias": 0.809,
+    }
 
 
-def test_recipe_spec_starts_from_the_tutorial_itself_and_copies_nothing_in():
+def test_recipe_spec_starts_from_the_tutorials_values_at_its_smallest_budget_and_copies_nothing_in():
     spec = load_spec(REPO / "studies" / "recipe.toml")
-    assert replace(spec.baseline, curve_val_limit=None, eval_points=None) == TrainConfig()  # 799 steps, constant, no shifts
+    assert spec.params(spec.baseline) == spec.params(replace(TrainConfig(), epochs=6, shift_pixels=1))
+    assert spec.baseline.epochs == spec.search["epochs"].low and spec.fixed.lr_schedule == "one_cycle"
     assert not spec.enqueue and spec.warm_start is None
+    assert {"epochs", "shift_pixels", "num_units", "learning_rate", "batch_size", "forget_bias"} == set(spec.search)
+    assert not spec.search["num_units"].log and not spec.search["learning_rate"].log  # most draws where the claim lives
+    assert spec.pruner == "none" and spec.fixed.eval_points  # curve points at fractions of each trial's own schedule
+
+
+def test_the_search_benchmarks_earlier_method_is_the_recipe_study_as_it_was():
+    """bench/search-methods/recipe-tpe-median.toml keeps the method recipe.toml shipped until
+    2026-12-03, which the benchmark compares the shipped one with."""
+    spec = load_spec(REPO / "bench" / "search-methods" / "recipe-tpe-median.toml")
+    assert (
+        replace(spec.baseline, curve_val_limit=None, eval_points=None) == TrainConfig()
+    )  # 799 steps, constant, no shifts
     assert {"train_steps", "lr_schedule", "shift_pixels", "clip_norm", "label_smoothing"} <= set(spec.search)
-    assert spec.fixed.eval_points  # curve points at fractions of each trial's own schedule
+    assert spec.pruner == "median" and spec.sampler_settings == {"n_startup_trials": 5, "multivariate": True}
 
 
 def test_cheap_claim_spec_trains_four_epochs_whatever_the_batch():
@@ -95,37 +120,96 @@ def test_good_spec_fills_in_the_tutorial(tmp_path):
         (lambda t: t.replace("low = 1e-4", "low = 0.0"), "log range must stay above 0"),
         (lambda t: t.replace('type = "int"', 'type = "float"'), 'use type = "int"'),
         (lambda t: t.replace("high = 512\n", ""), "missing 'high'"),
-        (lambda t: t.replace("log = true\n[search.learning_rate]", "lg = true\n[search.learning_rate]"), "unknown key 'lg'"),
-        (lambda t: t + "\n[search.dropout]\ntype = \"float\"\nlow = 0\nhigh = 1\n", "cannot search 'dropout'"),
+        (
+            lambda t: t.replace("log = true\n[search.learning_rate]", "lg = true\n[search.learning_rate]"),
+            "unknown key 'lg'",
+        ),
+        (lambda t: t + '\n[search.dropout]\ntype = "float"\nlow = 0\nhigh = 1\n', "cannot search 'dropout'"),
         (lambda t: t + "\n[baseline]\nnum_units = 16\n", "baseline num_units = 16 lies outside its range"),
         (lambda t: t + "\n[baseline]\nbatch_size = 64\n", "baseline.batch_size is not searched"),
         (lambda t: t.replace("train_steps = 10", "num_units = 64"), "both fixed and searched"),
         (lambda t: t + '\n[sampler]\ntype = "grid"\n', "sampler type 'grid'"),
         (lambda t: t.replace("train_steps = 10", "epochs = 3"), None),
         (lambda t: t.replace("train_steps = 10", "train_steps = 10\nepochs = 3"), "epochs and train_steps both set"),
-        (lambda t: t.replace("train_steps = 10", 'lr_schedule = "cosine"'), "lr_schedule = 'cosine' is not one of constant, one_cycle"),
+        (
+            lambda t: t.replace("train_steps = 10", 'lr_schedule = "cosine"'),
+            "lr_schedule = 'cosine' is not one of constant, one_cycle",
+        ),
         (lambda t: t.replace("train_steps = 10", "clip_norm = -1.0"), "clip_norm = -1.0 must be positive"),
-        (lambda t: t + '\n[search.lr_schedule]\ntype = "int"\nlow = 0\nhigh = 1\n', 'lr_schedule is str: search it with type = "categorical"'),
+        (
+            lambda t: t + '\n[search.lr_schedule]\ntype = "int"\nlow = 0\nhigh = 1\n',
+            'lr_schedule is str: search it with type = "categorical"',
+        ),
         (lambda t: t + CATEGORICAL.format(name="lr_schedule", choices='["constant", "one_cycle"]'), None),
-        (lambda t: t + CATEGORICAL.format(name="lr_schedule", choices='["constant", "cosine"]'), "choices\\[1\\] = 'cosine' is not one of constant, one_cycle"),
-        (lambda t: t + CATEGORICAL.format(name="lr_schedule", choices='[]'), "needs choices = \\[...\\], a non-empty list"),
-        (lambda t: t + CATEGORICAL.format(name="shift_pixels", choices='[0, 1.5]'), "shift_pixels.choices\\[1\\] = 1.5 must be int"),
-        (lambda t: t + CATEGORICAL.format(name="shift_pixels", choices='[0, 9]'), "choices\\[1\\] = 9 must be between 0 and 8"),
-        (lambda t: t + CATEGORICAL.format(name="shift_pixels", choices='[1, 1]'), "choices repeat a value"),
-        (lambda t: t + CATEGORICAL.format(name="shift_pixels", choices='["none", 1]'), 'choices\\[0\\] = "none", but shift_pixels cannot be unset'),
+        (
+            lambda t: t + CATEGORICAL.format(name="lr_schedule", choices='["constant", "cosine"]'),
+            "choices\\[1\\] = 'cosine' is not one of constant, one_cycle",
+        ),
+        (
+            lambda t: t + CATEGORICAL.format(name="lr_schedule", choices="[]"),
+            "needs choices = \\[...\\], a non-empty list",
+        ),
+        (
+            lambda t: t + CATEGORICAL.format(name="shift_pixels", choices="[0, 1.5]"),
+            "shift_pixels.choices\\[1\\] = 1.5 must be int",
+        ),
+        (
+            lambda t: t + CATEGORICAL.format(name="shift_pixels", choices="[0, 9]"),
+            "choices\\[1\\] = 9 must be between 0 and 8",
+        ),
+        (lambda t: t + CATEGORICAL.format(name="shift_pixels", choices="[1, 1]"), "choices repeat a value"),
+        (
+            lambda t: t + CATEGORICAL.format(name="shift_pixels", choices='["none", 1]'),
+            'choices\\[0\\] = "none", but shift_pixels cannot be unset',
+        ),
         (lambda t: t + CATEGORICAL.format(name="clip_norm", choices='["none", 1.0, 2]'), None),
-        (lambda t: t + CATEGORICAL.format(name="clip_norm", choices='["none", 1.0]') + "low = 1\n", "a categorical setting takes only choices, not 'low'"),
-        (lambda t: t + CATEGORICAL.format(name="clip_norm", choices='["none", 1.0]') + "\n[baseline]\nclip_norm = 3.0\n", "baseline clip_norm = 3.0 is not one of its choices"),
-        (lambda t: t + '\n[search.shift_pixels]\ntype = "int"\nlow = 0\nhigh = 2\nchoices = [1]\n', "choices go with type"),
-        (lambda t: t.replace("train_steps = 10", "batch_size = 64") + '\n[search.epochs]\ntype = "int"\nlow = 2\nhigh = 8\n', "searching epochs needs eval_points in \\[fixed\\]"),
-        (lambda t: t.replace("train_steps = 10", "eval_points = 4") + '\n[search.train_steps]\ntype = "int"\nlow = 10\nhigh = 800\n', None),
-        (lambda t: t.replace("train_steps = 10", "eval_points = 4\neval_every = 2"), "eval_points and eval_every both set"),
+        (
+            lambda t: t + CATEGORICAL.format(name="clip_norm", choices='["none", 1.0]') + "low = 1\n",
+            "a categorical setting takes only choices, not 'low'",
+        ),
+        (
+            lambda t: (
+                t + CATEGORICAL.format(name="clip_norm", choices='["none", 1.0]') + "\n[baseline]\nclip_norm = 3.0\n"
+            ),
+            "baseline clip_norm = 3.0 is not one of its choices",
+        ),
+        (
+            lambda t: t + '\n[search.shift_pixels]\ntype = "int"\nlow = 0\nhigh = 2\nchoices = [1]\n',
+            "choices go with type",
+        ),
+        (
+            lambda t: (
+                t.replace("train_steps = 10", "batch_size = 64")
+                + '\n[search.epochs]\ntype = "int"\nlow = 2\nhigh = 8\n'
+            ),
+            "searching epochs needs eval_points in \\[fixed\\]",
+        ),
+        (
+            lambda t: (
+                t.replace("train_steps = 10", "eval_points = 4")
+                + '\n[search.train_steps]\ntype = "int"\nlow = 10\nhigh = 800\n'
+            ),
+            None,
+        ),
+        (
+            lambda t: t.replace("train_steps = 10", "eval_points = 4\neval_every = 2"),
+            "eval_points and eval_every both set",
+        ),
         (lambda t: t + '\n[warm_start]\nstudy = "beat-claim"\ntop = 3\n', None),
-        (lambda t: t + '\n[warm_start]\nstudy = "beat-claim"\n', "takes study = \"NAME\" and top = K"),
-        (lambda t: t + '\n[warm_start]\nstudy = "beat-claim"\ntop = 0\n', "warm_start.top = 0 must be a whole number ≥ 1"),
-        (lambda t: t + '\n[sampler]\nn_startup_trials = 3\nmultivariate = true\n', None),
-        (lambda t: t + '\n[sampler]\nn_startup_trials = -1\n', "sampler.n_startup_trials = -1 must be a whole number ≥ 0"),
-        (lambda t: t + '\n[sampler]\ntype = "random"\nn_startup_trials = 3\n', "sampler.n_startup_trials is not a random sampler setting"),
+        (lambda t: t + '\n[warm_start]\nstudy = "beat-claim"\n', 'takes study = "NAME" and top = K'),
+        (
+            lambda t: t + '\n[warm_start]\nstudy = "beat-claim"\ntop = 0\n',
+            "warm_start.top = 0 must be a whole number ≥ 1",
+        ),
+        (lambda t: t + "\n[sampler]\nn_startup_trials = 3\nmultivariate = true\n", None),
+        (
+            lambda t: t + "\n[sampler]\nn_startup_trials = -1\n",
+            "sampler.n_startup_trials = -1 must be a whole number ≥ 0",
+        ),
+        (
+            lambda t: t + '\n[sampler]\ntype = "random"\nn_startup_trials = 3\n',
+            "sampler.n_startup_trials is not a random sampler setting",
+        ),
         (lambda t: t + "\n[[enqueue]]\nnum_units = 1024\n", "enqueue\\[0\\] num_units = 1024 lies outside its range"),
         (lambda t: t + "\n[[enqueue]]\nclip_norm = 1.0\n", "enqueue\\[0\\].clip_norm is not searched"),
         (lambda t: t + "\nname2 = [", "not valid TOML"),
@@ -149,8 +233,16 @@ def test_missing_spec_file(tmp_path):
 def test_categorical_and_unset_choices_reach_the_configuration(tmp_path):
     import optuna
 
-    text = GOOD + CATEGORICAL.format(name="clip_norm", choices='["none", 0.5]') + CATEGORICAL.format(name="lr_schedule", choices='["one_cycle"]')
-    text = text.replace("train_steps = 10", 'train_steps = 10\nlr_schedule = "one_cycle"').replace("\n[search.lr_schedule]", "\n[search.label_smoothing]").replace('["one_cycle"]', "[0.0, 0.1]")
+    text = (
+        GOOD
+        + CATEGORICAL.format(name="clip_norm", choices='["none", 0.5]')
+        + CATEGORICAL.format(name="lr_schedule", choices='["one_cycle"]')
+    )
+    text = (
+        text.replace("train_steps = 10", 'train_steps = 10\nlr_schedule = "one_cycle"')
+        .replace("\n[search.lr_schedule]", "\n[search.label_smoothing]")
+        .replace('["one_cycle"]', "[0.0, 0.1]")
+    )
     spec = load_spec(write(tmp_path, text))
     assert spec.search["clip_norm"].choices == (None, 0.5) and spec.baseline.clip_norm is None
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

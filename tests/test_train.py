@@ -1,14 +1,36 @@
 """Training: the tutorial's batch order, seeded determinism, and real learning on a slice."""
 
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sweep.config import TrainConfig
-from sweep.model import Backend
-from sweep.train import OneCycle, Trainer, batch_order, loss_sum, shifted, train
+from sweep.errors import TrainingStopped
+from sweep.training.checkpoint import Checkpoint
+from sweep.training.config import TrainConfig
+from sweep.training.hooks import Hooks
+from sweep.training.model import Backend
+from sweep.training.train import OneCycle, Trainer, batch_order, loss_sum, shifted, train
+
+
+class Recorded(Hooks):
+    """What a training hands out, kept; with `stop_at`, it is stopped once that many steps are done."""
+
+    def __init__(self, stop_at: int | None = None):
+        self.points, self.checkpoints, self.stop_at = [], [], stop_at
+
+    def on_curve_point(self, point):
+        self.points.append(point)
+
+    def on_checkpoint(self, checkpoint):
+        self.checkpoints.append(checkpoint)
+
+    def on_step(self, done, steps, last):
+        if self.stop_at is not None and done >= self.stop_at:
+            raise TrainingStopped("stopped")
+
 
 SMALL = TrainConfig(num_units=16, train_steps=40, eval_every=20, train_limit=1000, val_limit=300, test_limit=300)
 NATIVE, KERAS = Backend("native", 2), Backend("keras", 2)
@@ -24,10 +46,11 @@ def test_batch_order_reshuffles_each_epoch_and_straddles_epochs():
 
 
 def test_same_config_gives_identical_weights_and_curve(mnist):
-    curves = ([], [])
-    runs = [train(SMALL, mnist, NATIVE, on_eval=lambda p, c=c: c.append((p.point, p.val_accuracy, p.train_loss))) for c in curves]
-    for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights()):
+    hooks = (Recorded(), Recorded())
+    runs = [train(SMALL, mnist, NATIVE, h) for h in hooks]
+    for a, b in zip(runs[0].model.get_weights(), runs[1].model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+    curves = [[(p.point, p.val_accuracy, p.train_loss) for p in h.points] for h in hooks]
     assert curves[0] == curves[1] and [p[0] for p in curves[0]] == [20, 40]
     assert runs[0].accuracies == runs[1].accuracies
 
@@ -51,8 +74,15 @@ def test_another_seed_gives_other_weights(mnist):
 
 
 def test_training_learns_and_reports_counts(mnist):
-    config = TrainConfig(num_units=32, learning_rate=0.005, train_steps=100, eval_every=50,
-                         train_limit=5000, val_limit=500, test_limit=1000)
+    config = TrainConfig(
+        num_units=32,
+        learning_rate=0.005,
+        train_steps=100,
+        eval_every=50,
+        train_limit=5000,
+        val_limit=500,
+        test_limit=1000,
+    )
     result = train(config, mnist, KERAS)
     totals = {name: acc.total for name, acc in result.accuracies.items()}
     assert totals == {"val_accuracy": 500, "test_accuracy": 1000, "test_accuracy_first128": 128}
@@ -62,7 +92,9 @@ def test_training_learns_and_reports_counts(mnist):
 
 def test_curve_points_before_the_last_may_use_part_of_the_validation_set(mnist):
     points = []
-    result = train(TrainConfig(**{**SMALL.__dict__, "curve_val_limit": 100}), mnist, NATIVE, on_eval=points.append)
+    recorded = Recorded()
+    result = train(TrainConfig(**{**SMALL.__dict__, "curve_val_limit": 100}), mnist, NATIVE, recorded)
+    points.extend(recorded.points)
     assert [(p.point, p.val.total) for p in points] == [(20, 100), (40, 300)]
     assert points[-1].val == result.accuracies["val_accuracy"]  # the final figure: every validation image
 
@@ -80,25 +112,40 @@ def test_one_cycle_warms_up_to_the_peak_then_anneals():
     close = lambda x: pytest.approx(x, rel=1e-5)  # noqa: E731  float32
     assert rates[0] == close(0.01 / 25) and rates[29] == close(0.01) and max(rates) == rates[29]
     assert rates[99] == close(0.01 / 25 / 1e4)
-    assert all(a < b for a, b in zip(rates[:29], rates[1:30])) and all(a > b for a, b in zip(rates[29:], rates[30:]))
+    assert all(a < b for a, b in pairwise(rates[:30])) and all(a > b for a, b in pairwise(rates[29:]))
 
 
 def test_recipe_settings_reach_the_training(mnist):
     base = dict(num_units=16, epochs=2, batch_size=100, train_limit=1000, val_limit=300, test_limit=300)
     points = []
-    plain = train(TrainConfig(**base), mnist, NATIVE, on_eval=lambda p: points.append(p.point))
+    recorded = Recorded()
+    plain = train(TrainConfig(**base), mnist, NATIVE, recorded)
+    points.extend(p.point for p in recorded.points)
     assert points == [1, 2] and plain.last_point == 2
     weights = plain.model.get_weights()[0]
-    for change in ({"lr_schedule": "one_cycle"}, {"clip_norm": 0.01}, {"weight_decay": 0.1}, {"label_smoothing": 0.1},
-                   {"shift_pixels": 1}, {"ema_momentum": 0.9}):
+    for change in (
+        {"lr_schedule": "one_cycle"},
+        {"clip_norm": 0.01},
+        {"weight_decay": 0.1},
+        {"label_smoothing": 0.1},
+        {"shift_pixels": 1},
+        {"ema_momentum": 0.9},
+    ):
         other = train(TrainConfig(**base, **change), mnist, NATIVE).model.get_weights()[0]
         assert not np.array_equal(weights, other), change
 
 
 def test_both_backends_train_the_same_model_to_the_same_accuracy(mnist):
     """100 steps from the same initial weights: the two backends round differently, nothing more."""
-    config = TrainConfig(num_units=32, learning_rate=0.003, train_steps=100, eval_every=100,
-                         train_limit=6400, val_limit=2000, test_limit=128)
+    config = TrainConfig(
+        num_units=32,
+        learning_rate=0.003,
+        train_steps=100,
+        eval_every=100,
+        train_limit=6400,
+        val_limit=2000,
+        test_limit=128,
+    )
     native, stock = train(config, mnist, NATIVE), train(config, mnist, KERAS)
     assert type(native.model.get_layer("lstm")) is type(stock.model.get_layer("lstm"))  # the same model of record
     val = [r.accuracies["val_accuracy"].value for r in (native, stock)]
@@ -119,10 +166,14 @@ def test_shifts_move_each_image_by_its_own_offset_within_the_limit():
     seen = set()
     for image, moved in zip(images, out):
         padded = np.pad(image, 2)
-        [offset] = [(dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(padded[dy:dy + 28, dx:dx + 28], moved)]
+        [offset] = [
+            (dy, dx) for dy in range(5) for dx in range(5) if np.array_equal(padded[dy : dy + 28, dx : dx + 28], moved)
+        ]
         seen.add(offset)
     assert len(seen) > 10  # not one offset for the whole batch
-    assert not np.array_equal(out, shifted(tf.constant(images), 2, tf.constant([3, 8], tf.int64)).numpy())  # a new step, new shifts
+    assert not np.array_equal(
+        out, shifted(tf.constant(images), 2, tf.constant([3, 8], tf.int64)).numpy()
+    )  # a new step, new shifts
 
 
 def test_shifted_training_does_not_depend_on_how_steps_are_grouped_into_calls(mnist):
@@ -147,42 +198,53 @@ def test_a_training_resumed_from_any_checkpoint_ends_bitwise_as_one_that_never_s
     """Every recipe addition on (the schedule, clipping, weight decay, shifts, the moving
     average): its state is in the checkpoint, or derived from (seed, step). Stopped at a curve
     point, and between two, the resumed training ends with the same weights, curve and counts."""
-    from sweep.checkpoint import Checkpoint
-    from sweep.errors import TrainingStopped
-
-    config = TrainConfig(num_units=16, epochs=3, eval_points=6, batch_size=100, train_limit=1000, val_limit=300,
-                         test_limit=300, lr_schedule="one_cycle", clip_norm=1.0, weight_decay=0.01, shift_pixels=1,
-                         ema_momentum=0.9)
-    curve = []
-    straight = train(config, mnist, NATIVE, on_eval=curve.append)
+    config = TrainConfig(
+        num_units=16,
+        epochs=3,
+        eval_points=6,
+        batch_size=100,
+        train_limit=1000,
+        val_limit=300,
+        test_limit=300,
+        lr_schedule="one_cycle",
+        clip_norm=1.0,
+        weight_decay=0.01,
+        shift_pixels=1,
+        ema_momentum=0.9,
+    )
+    whole = Recorded()
+    straight = train(config, mnist, NATIVE, whole)
     for stop_after in (10, 18):  # a curve point (every 5 steps), and between two (calls end at 5, 10, 15, 20, 25, 30)
-        saved = []
-
-        def stop(done, steps, last, at=stop_after):
-            if done >= at:
-                raise TrainingStopped("stopped")
-
+        stopped = Recorded(stop_at=stop_after)
         with pytest.raises(TrainingStopped):
-            train(config, mnist, NATIVE, on_step=stop, on_checkpoint=lambda c: saved.append(c.to_bytes()))
-        checkpoint = Checkpoint.from_bytes(saved[-1])
+            train(config, mnist, NATIVE, stopped)
+        checkpoint = Checkpoint.from_bytes(stopped.checkpoints[-1].to_bytes())
         assert checkpoint.step == (10 if stop_after == 10 else 20) and checkpoint.config == config
-        resumed_curve = []
-        resumed = train(config, mnist, NATIVE, on_eval=resumed_curve.append, resume=checkpoint)
-        assert [(p.point, p.val, p.train_loss, p.train_images) for p in [*checkpoint.curve, *resumed_curve]] == \
-            [(p.point, p.val, p.train_loss, p.train_images) for p in curve]
-        assert all(np.array_equal(a, b) for a, b in zip(resumed.model.get_weights(), straight.model.get_weights(), strict=True))
+        rest = Recorded()
+        resumed = train(config, mnist, NATIVE, rest, resume=checkpoint)
+        assert [(p.point, p.val, p.train_loss, p.train_images) for p in [*checkpoint.curve, *rest.points]] == [
+            (p.point, p.val, p.train_loss, p.train_images) for p in whole.points
+        ]
+        assert all(
+            np.array_equal(a, b) for a, b in zip(resumed.model.get_weights(), straight.model.get_weights(), strict=True)
+        )
         assert resumed.accuracies == straight.accuracies and resumed.train_images == straight.train_images == 30 * 100
 
 
 def test_a_checkpoint_is_refused_when_damaged_or_of_another_configuration(mnist):
-    from sweep.checkpoint import Checkpoint, CheckpointError
+    from sweep.training.checkpoint import CheckpointError
 
-    saved = []
-    train(replace(SMALL, train_steps=40), mnist, NATIVE, on_checkpoint=lambda c: saved.append(c))
-    [checkpoint] = saved  # at the first of two curve points: the last one ends the training
+    recorded = Recorded()
+    train(replace(SMALL, train_steps=40), mnist, NATIVE, recorded)
+    [checkpoint] = recorded.checkpoints  # at the first of two curve points: the last one ends the training
     data = checkpoint.to_bytes()
     assert Checkpoint.from_bytes(data).weights.keys() == checkpoint.weights.keys()
-    for spoiled in (data[: len(data) // 2], data[:100] + bytes([data[100] ^ 0xFF]) + data[101:], b"", b"not a checkpoint"):
+    for spoiled in (
+        data[: len(data) // 2],
+        data[:100] + bytes([data[100] ^ 0xFF]) + data[101:],
+        b"",
+        b"not a checkpoint",
+    ):
         with pytest.raises(CheckpointError):
             Checkpoint.from_bytes(spoiled)
     checkpoint.check_fits(replace(SMALL, train_steps=40))

@@ -13,25 +13,46 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import REPO, Processes, cli, free_port, serve
+from tests.conftest import REPO, Processes, cli, free_port, serve, slow_fixture
 
 SHOTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def mlflow_ui(swept):
     folder, _ = swept
     port, servers = free_port(), Processes()
-    serve(servers, [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db",
-                    "--host", "127.0.0.1", "--port", str(port)], f"http://127.0.0.1:{port}/health", folder)
+    serve(
+        servers,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder}/mlflow.db",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        f"http://127.0.0.1:{port}/health",
+        folder,
+    )
     yield f"http://127.0.0.1:{port}", MlflowClient(f"sqlite:///{folder}/mlflow.db")
     servers.kill_all()
 
 
-@pytest.fixture(scope="module")
+@slow_fixture(scope="module")
 def page():
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
@@ -69,7 +90,7 @@ def test_trial_page_shows_its_accuracies_and_state(mlflow_ui, page):
     # The metrics table, name then value, comes first: sections below it (logged models, which
     # load when they will) may name a metric again beside something else.
     shown: dict[str, str] = {}
-    for name, value in itertools.pairwise(lines[lines.index("Metric"):]):
+    for name, value in itertools.pairwise(lines[lines.index("Metric") :]):
         shown.setdefault(name, value)
     for key in ("val_accuracy", "test_accuracy", "test_accuracy_first128", "test_accuracy_correct", "train_images"):
         assert float(shown[key]) == run.data.metrics[key], key  # the logged value, as the page shows it
@@ -112,9 +133,17 @@ def test_report_page_leads_with_a_verdict_and_every_image_loads(copy_of_swept, p
     assert "has the best validation accuracy" in body and "lies above its 95% Wilson interval" in body
     assert "on the first 500 test images only" in body  # the smoke study's slice, not "all test images"
     assert "Too few trials to say" in body  # no ±1 rank correlation from 3 trials
-    images = page.evaluate("Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])")
-    assert sorted(src for src, _ in images) == ["cost.png", "curves.png", "full_vs_first128.png", "history.png", "slice.png",
-                                                "val_vs_test.png"]
+    images = page.evaluate(
+        "Array.from(document.images).map(i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])"
+    )
+    assert sorted(src for src, _ in images) == [
+        "cost.png",
+        "curves.png",
+        "full_vs_first128.png",
+        "history.png",
+        "slice.png",
+        "val_vs_test.png",
+    ]
     assert all(loaded for _, loaded in images), images
     assert "0.001000" not in body and "1.000000" not in body  # numbers as people write them
     page.set_viewport_size({"width": 1280, "height": 900})

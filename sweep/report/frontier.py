@@ -1,0 +1,137 @@
+"""The frontier: what the tutorial's LSTM reaches at each budget. One row per study that
+`confirm` has chosen in: the training images per training of the chosen configuration, what
+its search spent, the configuration, its test accuracy by seed, the mean and its t-interval
+over seeds, and whether the claim is matched (mean ≥ 99.21%) or beaten (the whole interval
+above it). Nothing here is chosen by test accuracy: confirm chose on validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pandas as pd
+from mlflow import MlflowClient
+
+from sweep.errors import SweepError
+from sweep.report.claim import CLAIM, THE_CLAIM, pct
+from sweep.report.page import fmt
+from sweep.search.budget import study_images
+from sweep.seeds.choice import choose, confirmed_trials, val_hits
+from sweep.stats import TEST_ACCURACY, images
+
+COLUMNS = [
+    "study",
+    "images per training",
+    "search images",
+    "trial",
+    "configuration",
+    "test by seed, %",
+    "seeds",
+    "mean test, %",
+    "95% seed interval, %",
+    "claim",
+]
+
+
+def frontier_row(study: optuna.Study, client: MlflowClient) -> dict | None:
+    """The study's point on the frontier, or None before confirm has chosen in it."""
+    found = confirmed_trials(client, study)
+    if not found:
+        return None
+    c = choose(found, lambda run_id: val_hits(client, run_id)).chosen
+    mean, (low, high) = c.mean(TEST_ACCURACY), c.interval(TEST_ACCURACY)
+    verdict = "beaten" if low > CLAIM else "matched" if mean >= CLAIM else "not reached"
+    return {
+        "study": study.study_name,
+        "images per training": c.mean_cost(0),
+        "search images": study_images(study),
+        "trial": c.number,
+        "configuration": ", ".join(f"{k}={fmt(v)}" for k, v in c.params.items()),
+        "test by seed, %": " / ".join(f"{100 * v:.2f}" for v in c.values(TEST_ACCURACY)),
+        "seeds": len(c.seeds),
+        "mean test, %": 100 * mean,
+        "95% seed interval, %": (100 * low, 100 * high),
+        "claim": verdict,
+    }
+
+
+def frontier_table(studies: list[optuna.Study], client: MlflowClient) -> pd.DataFrame:
+    """A row per study confirmed, cheapest budget first."""
+    rows = [row for study in studies if (row := frontier_row(study, client)) is not None]
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values("images per training", kind="stable").reset_index(drop=True)
+
+
+def printable(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as people read it: images in millions, accuracies in percent with two decimals."""
+    shown = table.copy()
+    for column in ("images per training", "search images"):
+        shown[column] = [images(v) for v in table[column]]
+    shown["mean test, %"] = [f"{v:.2f}" for v in table["mean test, %"]]
+    shown["95% seed interval, %"] = [f"{low:.2f} – {high:.2f}" for low, high in table["95% seed interval, %"]]
+    return shown
+
+
+def plot(table: pd.DataFrame, path) -> None:
+    """Mean test accuracy over seeds against training images per training, with each mean's 95%
+    interval over seeds, and the claim."""
+    import matplotlib.pyplot as plt
+
+    plt.switch_backend("Agg")
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    x = table["images per training"] / 1e6
+    low = [m - lo for m, (lo, _) in zip(table["mean test, %"], table["95% seed interval, %"], strict=True)]
+    high = [hi - m for m, (_, hi) in zip(table["mean test, %"], table["95% seed interval, %"], strict=True)]
+    ax.errorbar(
+        x,
+        table["mean test, %"],
+        yerr=[low, high],
+        fmt="-o",
+        capsize=4,
+        color="tab:blue",
+        label="chosen by confirm: mean test accuracy over seeds, 95% interval",
+    )
+    for xi, yi, verdict in zip(x, table["mean test, %"], table["claim"], strict=True):
+        ax.annotate(verdict, (xi, yi), textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ax.axhline(100 * CLAIM, color="red", linestyle="--", label=f"the tutorial's claim, {THE_CLAIM}")
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="training images per training (millions)",
+        ylabel="test accuracy, all 10,000 images, %",
+        title="What the tutorial's LSTM reaches at each budget",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def summary(table: pd.DataFrame) -> list[str]:
+    """Where the claim is first matched and first beaten, as sentences."""
+    lines = []
+    for verdict, word in (
+        ("matched", "matched (mean ≥ " + THE_CLAIM + ")"),
+        ("beaten", "beaten (whole interval above)"),
+    ):
+        hits = table[table["claim"].isin([verdict, "beaten"] if verdict == "matched" else ["beaten"])]
+        if hits.empty:
+            lines.append(f"The claim is not {verdict} at any budget measured.")
+        else:
+            first = hits.iloc[0]
+            lines.append(
+                f"The claim is first {word} at {images(first['images per training'])} training images per "
+                f"training ({first['study']}, trial {first['trial']}: mean {pct(first['mean test, %'] / 100)})."
+            )
+    return lines
+
+
+def write_frontier(table: pd.DataFrame, out: Path) -> str:
+    """frontier.csv, frontier.md and frontier.png in `out`; the Markdown's text."""
+    if table.empty:
+        raise SweepError("no study here has been confirmed over seeds yet: run `python sweep.py confirm` first")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "frontier.csv", index=False)
+    plot(table, out / "frontier.png")
+    text = "\n\n".join([printable(table).to_markdown(index=False), *summary(table)])
+    (out / "frontier.md").write_text(f"{text}\n\n![What each budget buys](frontier.png)\n")
+    return text
