@@ -254,20 +254,22 @@ def wait_for(
     condition: Callable[[], object], *children: subprocess.Popen, timeout: float = 300, what: str = "the event"
 ):
     """Poll `condition` until it returns something true, and return that. Fails at once, with
-    its output, if one of `children` exits first; fails after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    its output, if one of `children` exits first; fails after `timeout` seconds, saying what the
+    condition last raised (the stores may not exist yet at first: that is why it may raise)."""
+    deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         try:
             found = condition()
-        except Exception:  # noqa: BLE001  the stores may not exist yet
-            found = None
+        except Exception as e:  # noqa: BLE001  kept, and reported if it never stops
+            found, last = None, e
         if found:
             return found
         for child in children:
             if child.poll() is not None:
                 raise AssertionError(f"a process exited before {what}:\n{output(child)}")
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    met = f"; the condition last raised {type(last).__name__}: {last}" if last is not None else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}{met}")
 
 
 def serve(processes: Processes, command: list[str], url: str, cwd: Path, timeout: float = 120) -> subprocess.Popen:

@@ -31,8 +31,9 @@ def study_images(study: optuna.Study, but: int | None = None) -> int:
 
 @dataclass
 class Budget:
-    """What a run of the study may still spend: seconds (`timeout`) and study-wide training
-    images (`max_images`); None is no limit."""
+    """What a run of the study may still spend: seconds (`timeout`, counted from `start()`, when
+    the run's first trial is about to start, so that no start-up time counts) and study-wide
+    training images (`max_images`); None is no limit."""
 
     study: optuna.Study
     timeout: float | None = None
@@ -40,7 +41,7 @@ class Budget:
     _deadline: float | None = field(init=False, default=None)
     _others: tuple[int, int, float] | None = field(init=False, default=None)  # (trial, others' images, read at)
 
-    def __post_init__(self) -> None:
+    def start(self) -> None:
         self._deadline = None if self.timeout is None else time.monotonic() + self.timeout
 
     def seconds_left(self) -> float | None:

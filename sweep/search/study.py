@@ -184,6 +184,7 @@ def run_study(
         if workers.claimed_trials(study) >= target or budget.exhausted():
             study.stop()
 
+    budget.start()
     # Until the target is reached: run trials while it needs more, else wait for the trials
     # other workers are running, which either finish or, if their machine is lost, go stale
     # and are queued again here.
