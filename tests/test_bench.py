@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SMOKE, cli_env
+from tests.conftest import REPO, SMOKE, cli_env, log_counts
 
 
 @pytest.mark.slow
@@ -93,14 +93,7 @@ def constructed_seed(folder, name: str, trials: list[tuple[int, int, int]]):
         run = client.create_run(
             experiment, run_name=f"trial-{number:04d}", tags={"sweep.role": "trial", "optuna.trial_number": str(number)}
         )
-        for metric, (right, total) in {
-            "val_accuracy": (val, 5000),
-            "test_accuracy": (test, 10000),
-            "test_accuracy_first128": (127, 128),
-        }.items():
-            for key, value in ((metric, right / total), (f"{metric}_correct", right), (f"{metric}_total", total)):
-                client.log_metric(run.info.run_id, key, value)
-        client.set_terminated(run.info.run_id)
+        log_counts(client, run.info.run_id, val, test)
         study.add_trial(
             optuna.trial.FrozenTrial(
                 number=number,

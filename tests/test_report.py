@@ -10,7 +10,7 @@ from statsmodels.stats.proportion import proportion_confint
 from sweep.report.claim import CLAIM_COUNTS, claim_verdict
 from sweep.report.write import write_report
 from sweep.stats import Accuracy
-from tests.conftest import SMOKE, cli, trial_runs
+from tests.conftest import SMOKE, cli, log_counts, trial_runs
 
 
 def test_claim_interval_is_the_librarys():
@@ -116,11 +116,7 @@ def recorded_study(folder, name, *test_correct, vary: bool = False):
             }
         tags = {"sweep.role": "trial", "optuna.trial_number": str(number)}
         run = client.create_run(experiment_id, run_name=f"trial-{number:04d}", tags=tags)
-        counts = {"val_accuracy": (4980, 5000), "test_accuracy": (correct, 10000), "test_accuracy_first128": (127, 128)}
-        for metric, (right, total) in counts.items():
-            for key, value in ((metric, right / total), (f"{metric}_correct", right), (f"{metric}_total", total)):
-                client.log_metric(run.info.run_id, key, value)
-        client.set_terminated(run.info.run_id)
+        log_counts(client, run.info.run_id, 4980, correct)
         study.add_trial(
             optuna.trial.create_trial(
                 params=params,
@@ -330,14 +326,7 @@ def confirmed_study(folder, name: str, epochs: int, test_by_seed: list[int]):
         params = {"seed": seed, "val_fold": seed, "epochs": epochs, "batch_size": 100, "num_units": 300}
         for key, value in params.items():
             client.log_param(run.info.run_id, key, str(value))
-        for metric, (right, total) in {
-            "val_accuracy": (4960, 5000),
-            "test_accuracy": (correct, 10000),
-            "test_accuracy_first128": (127, 128),
-        }.items():
-            for key, value in ((metric, right / total), (f"{metric}_correct", right), (f"{metric}_total", total)):
-                client.log_metric(run.info.run_id, key, value)
-        client.set_terminated(run.info.run_id)
+        log_counts(client, run.info.run_id, 4960, correct)
         own = own or run.info.run_id
     study.add_trial(
         optuna.trial.create_trial(

@@ -75,7 +75,8 @@ def trials_frame(study: optuna.Study, client: MlflowClient) -> pd.DataFrame:
                 ATTR_MLFLOW_RUN_ID: run.info.run_id if run else None,
             }
         )
-    joined = pd.concat([frame.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
+    numbers = pd.DataFrame(rows).astype({column: float for column in [*ACCURACY_COLUMNS, *COST_COLUMNS[:3]]})
+    joined = pd.concat([frame.reset_index(drop=True), numbers], axis=1)  # a trial without a result is NaN
     columns = [
         "number",
         "state",

@@ -9,6 +9,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
 from sweep.tracking import queries
 from sweep.tracking.schema import ALIAS_BEST, ROLE_CONFIRM
+from sweep.tracking.store import fluent
 
 
 def register_choice(client: MlflowClient, study_name: str, trial_number: int, run_id: str, by_confirm: bool) -> str:
@@ -58,9 +59,10 @@ def _register(client: MlflowClient, study_name: str, run_id: str, model_id: str)
     except MlflowException as e:
         if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
             raise
-    mine = client.create_model_version(
-        study_name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id
-    ).version
+    with fluent(client):  # the registry looks the logged model up in the global tracking store
+        mine = client.create_model_version(
+            study_name, source=f"models:/{model_id}", run_id=run_id, model_id=model_id
+        ).version
     first = _versions(client, study_name, run_id)[0]
     if first != mine:
         client.delete_model_version(study_name, mine)
