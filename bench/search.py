@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sweep.cli import image_count  # noqa: E402
+from sweep.console import quiet_libraries  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
 from sweep.search.spec import find_spec, load_spec, with_sampler_seed  # noqa: E402
 from sweep.stats import images  # noqa: E402
@@ -133,7 +134,7 @@ def standing(folder: Path, seed: int) -> Seed | None:
     )
 
 
-def run_seed(folder: Path, seed: int, max_images: int, sweep_args: list[str], say) -> Seed:
+def run_seed(folder: Path, seed: int, max_images: int, sweep_args: list[str]) -> Seed:
     """Run the seed's study a trial at a time until it is at the claim or out of images."""
     while True:
         now = standing(folder, seed)
@@ -166,9 +167,10 @@ def run_seed(folder: Path, seed: int, max_images: int, sweep_args: list[str], sa
         after = standing(folder, seed)
         if after.trials < trials and after.images_spent < max_images and not after.reached:
             raise SweepError(f"the sweep of seed {seed} finished no trial (its log: {folder / LOG})")
-        say(
+        print(
             f"  seed {seed}: {after.trials} trials, {images(after.images_spent)} images"
-            + (f", at the claim after {images(after.images_to_claim)}" if after.reached else "")
+            + (f", at the claim after {images(after.images_to_claim)}" if after.reached else ""),
+            flush=True,
         )
 
 
@@ -278,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--lstm-backend", default="auto", choices=("auto", "native", "keras"))
     args = p.parse_args(argv)
+    quiet_libraries(tensorflow=False)  # this process only reads the stores
     sweep_args = [
         "--lstm-backend",
         args.lstm_backend,
@@ -290,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, path in files.items():
                 print(f"{name}, sampler seed {seed}", flush=True)
                 folder = seed_folder(args.out.resolve(), path, seed)
-                rows.append(run_seed(folder, seed, args.max_images, sweep_args, lambda line: print(line, flush=True)))
+                rows.append(run_seed(folder, seed, args.max_images, sweep_args))
                 order = {n: k for k, n in enumerate(files)}
                 write(
                     sorted(rows, key=lambda r: (order[r.study], r.seed)),
