@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("SWEEP_DATA_DIR", REPO.parent / "shared" / "data" / "mnist"))
 SMOKE = REPO / "studies" / "smoke.toml"
 SLOW_FIXTURES: set[str] = set()  # filled by @slow_fixture where each is defined
-QUICK_TOOLS = {"git", "c++", "g++", "gcc", "cc"}  # what the tool itself runs in passing (its commit, the op's build)
+X
 
 
 def slow_fixture(*args, **kwargs):
