@@ -33,7 +33,16 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("SWEEP_DATA_DIR", REPO.parent / "shared" / "data" / "mnist"))
 SMOKE = REPO / "studies" / "smoke.toml"
 SLOW_FIXTURES: set[str] = set()  # filled by @slow_fixture where each is defined
-X
+QUICK_TOOLS = {
+    "git",
+    "c++",
+    "g++",
+    "gcc",
+    "cc",
+    "uname",
+    "ldconfig",
+    "nvidia-smi",
+}  # run in passing: the commit, the op's build, probes
 
 
 def slow_fixture(*args, **kwargs):
