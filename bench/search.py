@@ -2,9 +2,10 @@
 
     python bench/search.py --study recipe --seeds 0-7 --max-images 3.3M --out search-recipe/
 
-For each study file and sampler seed it runs the study (`python sweep.py`, one trial per call)
-in its own stores, `OUT/<study>/seed-<k>/`, from a copy of the file with only its sampler seed
-changed, until the seed is **at the claim** (the trial chosen on validation has 99.21% or more on
+For each study file and sampler seed it runs the study (the sweep's command line, in this
+process, one trial per call) in its own stores, `OUT/<study>/seed-<k>/`, from a copy of the
+file with only its sampler seed changed, until the seed is **at the claim** (the trial chosen
+on validation has 99.21% or more on
 all 10,000 test images) or the study has spent `--max-images` training images. Test accuracy
 scores the search here and never steers it: a seed stops once at the claim, which changes
 nothing chosen before. Run again, it continues each seed where it stopped (a larger
@@ -19,10 +20,10 @@ Several `--study` give several curves on one plot.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -134,6 +135,23 @@ def standing(folder: Path, seed: int) -> Seed | None:
     )
 
 
+def _sweep(folder: Path, argv: list[str]) -> int:
+    """One call of the sweep's command line, `python sweep.py ARGV`, run in this process (so
+    TensorFlow is imported once, not once per trial) in the seed's folder, its output appended
+    to the seed's log. Its exit code."""
+    from sweep.cli import main
+
+    here = os.getcwd()
+    with open(folder / LOG, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        os.chdir(folder)  # its reports/ go there
+        try:
+            return main(argv)
+        except SystemExit as e:  # argparse's errors
+            return e.code
+        finally:
+            os.chdir(here)
+
+
 def run_seed(folder: Path, seed: int, max_images: int, sweep_args: list[str]) -> Seed:
     """Run the seed's study a trial at a time until it is at the claim or out of images."""
     while True:
@@ -141,24 +159,10 @@ def run_seed(folder: Path, seed: int, max_images: int, sweep_args: list[str]) ->
         if now is not None and (now.reached or now.images_spent >= max_images):
             return now
         trials = 1 + (now.trials if now else 0)
-        command = [
-            sys.executable,
-            str(REPO / "sweep.py"),
-            "--study",
-            "study.toml",
-            "--trials",
-            str(trials),
-            "--max-images",
-            str(max_images),
-            "--storage",
-            _storage(folder),
-            "--tracking-uri",
-            _tracking(folder),
-            *sweep_args,
-        ]
+        argv = ["--study", "study.toml", "--trials", str(trials), "--max-images", str(max_images),
+                "--storage", _storage(folder), "--tracking-uri", _tracking(folder), *sweep_args]  # fmt: skip
         started = time.monotonic()
-        with open(folder / LOG, "a") as log:
-            code = subprocess.run(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT).returncode
+        code = _sweep(folder, argv)
         calls = json.loads((folder / WALL).read_text()) if (folder / WALL).exists() else []
         (folder / WALL).write_text(json.dumps([*calls, {"cpu": cpu_model(), "seconds": time.monotonic() - started}]))
         if code != 0:
