@@ -24,10 +24,11 @@ from mlflow.exceptions import MlflowException
 
 import sweep.training.model_v1  # noqa: F401  registers the v1 layer, which runs logged before the stock LSTM saved
 from sweep.errors import SweepError
+from sweep.seeds.train import RunHooks
 from sweep.stats import ACCURACIES, VAL_ACCURACY, Accuracy
 from sweep.tracking import queries
 from sweep.tracking.environment import environment, git_commit
-from sweep.tracking.runs import ConfigRun, config_run
+from sweep.tracking.runs import config_run
 from sweep.tracking.schema import (
     ARTIFACT_MODEL,
     ARTIFACT_V1_MODEL,
@@ -47,10 +48,8 @@ from sweep.tracking.schema import (
     TAG_ROLE,
 )
 from sweep.tracking.store import fluent
-from sweep.training.config import CurvePoint
 from sweep.training.data import Mnist, load_mnist
 from sweep.training.evaluate import Predictor, test_accuracies
-from sweep.training.hooks import Hooks
 from sweep.training.model import Backend, usable
 from sweep.training.train import train
 
@@ -116,20 +115,6 @@ def _short(commit: str) -> str:
     return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
 
 
-class ReproductionHooks(Hooks):
-    """A reproduction's training: its curve to its own run, its progress to `progress`."""
-
-    def __init__(self, record: ConfigRun, progress=None):
-        self.record, self.progress = record, progress
-
-    def on_curve_point(self, point: CurvePoint) -> None:
-        self.record.log_curve_point(point)
-
-    def on_step(self, done: int, steps: int, last: CurvePoint | None) -> None:
-        if self.progress is not None:
-            self.progress(done, steps, last)
-
-
 def reproduce(
     client: MlflowClient, run: Run, mnist: Mnist, backend: Backend, evaluate_only: bool, progress=None
 ) -> Comparison:
@@ -162,7 +147,7 @@ def reproduce(
             record.log_accuracies(reproduced, config.final_point(len(data.train.y)))
             difference = None
         else:
-            result = train(config, mnist, backend, ReproductionHooks(record, progress))
+            result = train(config, mnist, backend, RunHooks(record, progress, checkpoints=False))
             reproduced = result.accuracies
             record.log_result(result)
             pairs = zip(logged_model.get_weights(), result.model.get_weights(), strict=True)

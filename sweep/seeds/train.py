@@ -73,17 +73,21 @@ def on_its_fold(runs: dict[int, Run], who: str) -> dict[int, Run]:
     return kept
 
 
-class SeedHooks(Hooks):
-    """A seed's training: curve points and checkpoints go to its run; progress to `progress`."""
+class RunHooks(Hooks):
+    """A training recorded in its own run (a seed's, or a reproduction's): its curve points and,
+    unless `checkpoints` is off, its checkpoints go to the run; its progress to `progress`."""
 
-    def __init__(self, run: ConfigRun, progress: Callable[[int, int, CurvePoint | None], None] | None):
-        self.run, self.progress = run, progress
+    def __init__(
+        self, run: ConfigRun, progress: Callable[[int, int, CurvePoint | None], None] | None, checkpoints: bool = True
+    ):
+        self.run, self.progress, self.checkpoints = run, progress, checkpoints
 
     def on_curve_point(self, point: CurvePoint) -> None:
         self.run.log_curve_point(point)
 
     def on_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self.run.save_checkpoint(checkpoint)
+        if self.checkpoints:
+            self.run.save_checkpoint(checkpoint)
 
     def on_step(self, done: int, steps: int, last: CurvePoint | None) -> None:
         if self.progress is not None:
@@ -122,7 +126,7 @@ def train_seeds(
             ) as run:
                 if checkpoint is not None:
                     run.log_resumed(holder, checkpoint)
-                result = train(config, mnist, runs_on, SeedHooks(run, progress), resume=checkpoint)
+                result = train(config, mnist, runs_on, RunHooks(run, progress), resume=checkpoint)
                 run.log_result(result)
             on_seed(number, config, result)
     finally:
