@@ -206,6 +206,14 @@ def frontier_parser() -> Parser:
     )
     add_stores(p)
     p.add_argument(
+        "--store",
+        type=Path,
+        action="append",
+        metavar="FOLDER",
+        help="instead of --storage and --tracking-uri: a folder holding optuna.db and mlflow.db, as a sweep "
+        "leaves them (repeat for several; bench/search.py keeps one per sampler seed)",
+    )
+    p.add_argument(
         "--out", type=Path, default=Path("reports") / "frontier", help="output folder (default reports/frontier/)"
     )
     return p

@@ -159,10 +159,14 @@ def frontier(args: argparse.Namespace) -> int:
     from sweep.stores import require_file
     from sweep.tracking.store import mlflow_client
 
-    require_file(args.storage, "Optuna storage", "--storage")
-    client = mlflow_client(args.tracking_uri, must_exist=True)
-    studies = [load_study(name, args.storage) for name in args.study_name or study_names(args.storage)]
-    text = table_of.write_frontier(table_of.frontier_table(studies, client), args.out)
+    stores = [(f"sqlite:///{f / 'optuna.db'}", f"sqlite:///{f / 'mlflow.db'}") for f in args.store or []]
+    found = []
+    for storage, tracking in stores or [(args.storage, args.tracking_uri)]:
+        require_file(storage, "Optuna storage", "--storage")
+        client = mlflow_client(tracking, must_exist=True)
+        names = args.study_name or study_names(storage)
+        found += [(load_study(name, storage), client) for name in names if name in study_names(storage)]
+    text = table_of.write_frontier(table_of.frontier_table(found), args.out)
     log.info(f"{text}\nfrontier: {args.out / 'frontier.md'}")
     return 0
 

@@ -357,3 +357,9 @@ def test_the_frontier_is_rebuilt_from_the_stores_cheapest_budget_first(tmp_path)
     assert (tmp_path / "reports" / "frontier" / "frontier.png").stat().st_size > 1000
     none = cli("frontier", "--study-name", "unconfirmed", cwd=tmp_path)
     assert none.returncode == 2 and "no study here has been confirmed over seeds yet" in none.stderr
+    elsewhere = tmp_path / "elsewhere"  # another sweep's folder, its own stores: the points of both, in one table
+    elsewhere.mkdir()
+    confirmed_study(elsewhere, "ten-epochs", 10, [9940, 9945, 9950])
+    both = cli("frontier", "--store", str(tmp_path), "--store", str(elsewhere), "--out", "both", cwd=tmp_path)
+    assert both.returncode == 0, both.stderr
+    assert list(pd.read_csv(tmp_path / "both" / "frontier.csv")["study"])[-2:] == ["six-epochs", "ten-epochs"]

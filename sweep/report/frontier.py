@@ -55,9 +55,9 @@ def frontier_row(study: optuna.Study, client: MlflowClient) -> dict | None:
     }
 
 
-def frontier_table(studies: list[optuna.Study], client: MlflowClient) -> pd.DataFrame:
-    """A row per study confirmed, cheapest budget first."""
-    rows = [row for study in studies if (row := frontier_row(study, client)) is not None]
+def frontier_table(studies: list[tuple[optuna.Study, MlflowClient]]) -> pd.DataFrame:
+    """A row per study confirmed (each with the client of its tracking store), cheapest budget first."""
+    rows = [row for study, client in studies if (row := frontier_row(study, client)) is not None]
     return pd.DataFrame(rows, columns=COLUMNS).sort_values("images per training", kind="stable").reset_index(drop=True)
 
 
