@@ -151,11 +151,18 @@ def forget_mlflow_stores() -> None:
 
 def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`sweep.py ARGS` run in this process (TensorFlow is imported once per test session, not
-    once per command), in `cwd`, with the user's environment: the same exit code and output.
-    What the command sets for its process (environment, logging, signal handlers, MLflow's
-    tracking URI) is put back after, so that nothing leaks into the next test."""
+    once per command), in `cwd`, with the user's environment: the same exit code and output."""
     from sweep.cli import main
 
+    return in_process(main, "sweep.py", *args, cwd=cwd, env=env)
+
+
+def in_process(
+    main: Callable[[list[str]], int], name: str, *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """A command line's `main(ARGS)` run in this process, in `cwd`, with the user's environment.
+    What the command sets for its process (environment, logging, signal handlers, MLflow's
+    tracking URI) is put back after, so that nothing leaks into the next test."""
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
     logger = logging.getLogger("sweep")
@@ -179,7 +186,7 @@ def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.
         for signum, handler in saved_signals.items():
             signal.signal(signum, handler)
         forget_mlflow_stores()
-    return subprocess.CompletedProcess(["sweep.py", *args], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess([name, *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SMOKE, cli_env, log_counts
+from tests.conftest import REPO, SMOKE, cli_env, in_process, log_counts
 
 
 @pytest.mark.slow
@@ -145,27 +145,21 @@ def test_the_search_benchmark_and_the_reports_time_to_the_claim_agree_on_one_sto
     assert not (folder / "sweep.log").exists()  # at the claim, or out of images: no sweep ran
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # it runs six short sweeps
 def test_the_search_benchmark_runs_each_sampler_seed_in_its_own_stores_and_resumes(tmp_path):
     """Two sampler seeds of the smoke study (which tests on 500 images, so never reaches the
     claim) up to 12,000 training images each: the second trial of each is stopped by the budget;
-    run again, nothing is trained; with a larger budget, each seed continues where it stopped."""
-    out = tmp_path / "out"
-    command = [
-        sys.executable,
-        str(REPO / "bench" / "search.py"),
-        "--study",
-        "smoke",
-        "--seeds",
-        "0-1",
-        "--out",
-        str(out),
-    ]
-    first = subprocess.run(
-        [*command, "--max-images", "12k"], env=cli_env(), capture_output=True, text=True, timeout=900
-    )
-    assert first.returncode == 0, first.stderr[-3000:]
-    table = pd.read_csv(out / "search.csv")
+    run again, nothing is trained; with a larger budget, each seed continues where it stopped.
+    Run in this process, as a user's command line: TensorFlow is imported once."""
+    out, bench = tmp_path / "out", search_bench()
+
+    def run(budget: str):
+        args = ("--study", "smoke", "--seeds", "0-1", "--out", str(out), "--max-images", budget)
+        result = in_process(bench.main, "bench/search.py", *args, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return pd.read_csv(out / "search.csv")
+
+    table = run("12k")
     assert list(table.columns[:8]) == [
         "study",
         "seed",
@@ -186,12 +180,8 @@ def test_the_search_benchmark_runs_each_sampler_seed_in_its_own_stores_and_resum
     assert "0/2 seeds" not in (out / "search.md").read_text() and "| smoke (" in (out / "search.md").read_text()
     assert (out / "search.png").stat().st_size > 1000
 
-    again = subprocess.run(
-        [*command, "--max-images", "12k"], env=cli_env(), capture_output=True, text=True, timeout=900
-    )
-    assert again.returncode == 0 and pd.read_csv(out / "search.csv")[table.columns[:8]].equals(table[table.columns[:8]])
-    more = subprocess.run([*command, "--max-images", "20k"], env=cli_env(), capture_output=True, text=True, timeout=900)
-    assert more.returncode == 0, more.stderr[-3000:]
+    assert run("12k")[table.columns[:8]].equals(table[table.columns[:8]])  # nothing left to train
+    run("20k")
     for k in (0, 1):
         study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{out}/smoke/seed-{k}/optuna.db")
         assert study.trials[2].state.name == "COMPLETE" and study.trials[2].user_attrs["resumes"] == 1  # it continued

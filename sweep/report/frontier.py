@@ -132,6 +132,6 @@ def write_frontier(table: pd.DataFrame, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "frontier.csv", index=False)
     plot(table, out / "frontier.png")
-    text = "\n\n".join([printable(table).to_markdown(index=False), *summary(table)])
+    text = "\n\n".join([printable(table).to_markdown(index=False, disable_numparse=True), *summary(table)])
     (out / "frontier.md").write_text(f"{text}\n\n![What each budget buys](frontier.png)\n")
     return text
