@@ -37,6 +37,7 @@ from sweep.console import quiet_libraries  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
 from sweep.search.spec import find_spec, load_spec, with_sampler_seed  # noqa: E402
 from sweep.stats import images  # noqa: E402
+from sweep.stores import folder_stores  # noqa: E402
 from sweep.training.config import cpu_model  # noqa: E402
 
 COLUMNS = [
@@ -94,14 +95,6 @@ def seed_folder(out: Path, study_file: Path, seed: int) -> Path:
     return folder
 
 
-def _storage(folder: Path) -> str:
-    return f"sqlite:///{folder / 'optuna.db'}"
-
-
-def _tracking(folder: Path) -> str:
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
 def standing(folder: Path, seed: int) -> Seed | None:
     """What the seed's stores say, or None before its first trial."""
     import optuna
@@ -112,11 +105,11 @@ def standing(folder: Path, seed: int) -> Seed | None:
     from sweep.search.storage import load_study, study_names
     from sweep.tracking.store import mlflow_client
 
-    storage = _storage(folder)
+    storage, tracking = folder_stores(folder)
     if not study_names(storage):
         return None
     study = load_study(study_names(storage)[0], storage)
-    frame = trials_frame(study, mlflow_client(_tracking(folder), must_exist=True))
+    frame = trials_frame(study, mlflow_client(tracking, must_exist=True))
     done, reached = completed(frame), claim_reached(frame)
     best = best_row(done) if not done.empty else None
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -159,8 +152,9 @@ def run_seed(folder: Path, seed: int, max_images: int, sweep_args: list[str]) ->
         if now is not None and (now.reached or now.images_spent >= max_images):
             return now
         trials = 1 + (now.trials if now else 0)
+        storage, tracking = folder_stores(folder)
         argv = ["--study", "study.toml", "--trials", str(trials), "--max-images", str(max_images),
-                "--storage", _storage(folder), "--tracking-uri", _tracking(folder), *sweep_args]  # fmt: skip
+                "--storage", storage, "--tracking-uri", tracking, *sweep_args]  # fmt: skip
         started = time.monotonic()
         code = _sweep(folder, argv)
         calls = json.loads((folder / WALL).read_text()) if (folder / WALL).exists() else []

@@ -156,16 +156,17 @@ def frontier(args: argparse.Namespace) -> int:
     console.quiet_libraries(tensorflow=False)
     from sweep.report import frontier as table_of  # the module's name is the command's
     from sweep.search.storage import load_study, study_names
-    from sweep.stores import require_file
+    from sweep.stores import folder_stores, require_file
     from sweep.tracking.store import mlflow_client
 
-    stores = [(f"sqlite:///{f / 'optuna.db'}", f"sqlite:///{f / 'mlflow.db'}") for f in args.store or []]
     found = []
-    for storage, tracking in stores or [(args.storage, args.tracking_uri)]:
+    for storage, tracking in [folder_stores(f) for f in args.store or []] or [(args.storage, args.tracking_uri)]:
         require_file(storage, "Optuna storage", "--storage")
         client = mlflow_client(tracking, must_exist=True)
-        names = args.study_name or study_names(storage)
-        found += [(load_study(name, storage), client) for name in names if name in study_names(storage)]
+        here = study_names(storage)
+        found += [(load_study(name, storage), client) for name in args.study_name or here if name in here]
+    if missing := sorted(set(args.study_name or ()) - {study.study_name for study, _ in found}):
+        raise SweepError(f"no study named {', '.join(map(repr, missing))} in the stores given")
     text = table_of.write_frontier(table_of.frontier_table(found), args.out)
     log.info(f"{text}\nfrontier: {args.out / 'frontier.md'}")
     return 0

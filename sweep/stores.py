@@ -21,6 +21,12 @@ T = TypeVar("T")
 SERVERS = ("postgresql", "mysql", "mssql")  # database servers, as SQLAlchemy names them
 
 
+def folder_stores(folder: Path) -> tuple[str, str]:
+    """The Optuna storage and the MLflow tracking URI of a sweep run in `folder` with the default
+    stores: its optuna.db and mlflow.db."""
+    return f"sqlite:///{folder / 'optuna.db'}", f"sqlite:///{folder / 'mlflow.db'}"
+
+
 def hide_password(url: str) -> str:
     """The URL with its password, if any, replaced by ***: fit to print or record."""
     try:

@@ -33,16 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("SWEEP_DATA_DIR", REPO.parent / "shared" / "data" / "mnist"))
 SMOKE = REPO / "studies" / "smoke.toml"
 SLOW_FIXTURES: set[str] = set()  # filled by @slow_fixture where each is defined
-QUICK_TOOLS = {
-    "git",
-    "c++",
-    "g++",
-    "gcc",
-    "cc",
-    "uname",
-    "ldconfig",
-    "nvidia-smi",
-}  # run in passing: the commit, the op's build, probes
+# What the tool runs in passing (its commit, the op's build, platform probes): no process a test starts.
+QUICK_TOOLS = {"git", "c++", "g++", "gcc", "cc", "uname", "ldconfig", "nvidia-smi"}
 
 
 def slow_fixture(*args, **kwargs):

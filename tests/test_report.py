@@ -363,3 +363,5 @@ def test_the_frontier_is_rebuilt_from_the_stores_cheapest_budget_first(tmp_path)
     both = cli("frontier", "--store", str(tmp_path), "--store", str(elsewhere), "--out", "both", cwd=tmp_path)
     assert both.returncode == 0, both.stderr
     assert list(pd.read_csv(tmp_path / "both" / "frontier.csv")["study"])[-2:] == ["six-epochs", "ten-epochs"]
+    typo = cli("frontier", "--store", str(elsewhere), "--study-name", "ten-epoch", cwd=tmp_path)
+    assert typo.returncode == 2 and "no study named 'ten-epoch' in the stores given" in typo.stderr
