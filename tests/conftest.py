@@ -253,9 +253,16 @@ def finish(process: subprocess.Popen, timeout: float = 900) -> str:
     return process.log.read_text(errors="replace")
 
 
+def quoted(text: str) -> str:
+    """What a failure message quotes of a process's output: its last traceback whole (its last
+    lines alone would cut off the cause), else its last 3,000 characters."""
+    start = text.rfind("Traceback (most recent call last)")
+    return text[start : start + 12_000] if start >= 0 else text[-3000:]
+
+
 def output(process: subprocess.Popen) -> str:
-    """A finished process's exit code and the last 3,000 characters it printed, for a failure message."""
-    return f"exit {process.poll()}\n{finish(process, 30)[-3000:]}"
+    """A finished process's exit code and the end of what it printed, for a failure message."""
+    return f"exit {process.poll()}\n{quoted(finish(process, 30))}"
 
 
 def wait_for(

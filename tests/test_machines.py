@@ -36,6 +36,7 @@ from tests.conftest import (
     output,
     peak,
     postgres_log_size,
+    quoted,
     serve,
     sessions,
     slow_fixture,
@@ -108,7 +109,7 @@ def test_two_machines_sharing_no_disk_and_a_third_that_reads_everything(tmp_path
         for folder, env in machines
     ]
     outputs = [finish(w) for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], [out[-3000:] for out in outputs]
+    assert [w.returncode for w in workers] == [0, 0], [quoted(out) for out in outputs]
 
     study = optuna.load_study(study_name="smoke", storage=storage)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
@@ -278,7 +279,7 @@ def test_eight_workers_on_one_postgresql_lose_no_trial_hold_few_connections_and_
         for i in range(8)
     ]
     outputs = [finish(w, timeout=1500) for w in workers]
-    assert [w.returncode for w in workers] == [0] * 8, [out[-2000:] for out in outputs]
+    assert [w.returncode for w in workers] == [0] * 8, [quoted(out) for out in outputs]
     study = optuna.load_study(study_name="eight", storage=storage)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(finished) == 16 and not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))

@@ -351,6 +351,7 @@ def test_the_frontier_is_rebuilt_from_the_stores_cheapest_budget_first(tmp_path)
     assert list(table["claim"]) == ["not reached", "matched", "beaten"]
     assert list(table["test by seed, %"]) == ["99.15 / 99.20 / 99.25", "99.00 / 99.25 / 99.50", "99.30 / 99.35 / 99.40"]
     assert table["mean test, %"].round(4).tolist() == [99.2, 99.25, 99.35] and set(table["seeds"]) == {3}
+    assert set(table["store"]) == {"sqlite:///optuna.db"}  # the default storage, as given
     page = (tmp_path / "reports" / "frontier" / "frontier.md").read_text()
     assert "The claim is first matched (mean ≥ 99.21%) at 0.22 M training images per training (four-epochs" in page
     assert "The claim is first beaten (whole interval above) at 0.33 M training images per training (six-epochs" in page
@@ -360,8 +361,16 @@ def test_the_frontier_is_rebuilt_from_the_stores_cheapest_budget_first(tmp_path)
     elsewhere = tmp_path / "elsewhere"  # another sweep's folder, its own stores: the points of both, in one table
     elsewhere.mkdir()
     confirmed_study(elsewhere, "ten-epochs", 10, [9940, 9945, 9950])
+    confirmed_study(elsewhere, "two-epochs", 2, [9930, 9935, 9940])  # a name the first store holds too
     both = cli("frontier", "--store", str(tmp_path), "--store", str(elsewhere), "--out", "both", cwd=tmp_path)
     assert both.returncode == 0, both.stderr
-    assert list(pd.read_csv(tmp_path / "both" / "frontier.csv")["study"])[-2:] == ["six-epochs", "ten-epochs"]
+    rows = pd.read_csv(tmp_path / "both" / "frontier.csv")
+    assert list(zip(rows["study"], rows["store"], rows["mean test, %"].round(4), strict=True)) == [
+        ("two-epochs", str(tmp_path), 99.2),
+        ("two-epochs", str(elsewhere), 99.35),
+        ("four-epochs", str(tmp_path), 99.25),
+        ("six-epochs", str(tmp_path), 99.35),
+        ("ten-epochs", str(elsewhere), 99.45),
+    ]
     typo = cli("frontier", "--store", str(elsewhere), "--study-name", "ten-epoch", cwd=tmp_path)
     assert typo.returncode == 2 and "no study named 'ten-epoch' in the stores given" in typo.stderr

@@ -35,6 +35,14 @@ def write(tmp_path, text):
     return path
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "studies").glob("*.toml")), ids=lambda p: p.stem)
+def test_every_shipped_study_file_loads_under_its_own_name(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem  # `--study NAME` finds the file of that name
+    if spec.warm_start is not None:  # a warm start names a study the tool ships
+        assert (REPO / "studies" / f"{spec.warm_start[0]}.toml").exists()
+
+
 def test_tutorial_spec_baseline_is_the_tutorial():
     spec = load_spec(REPO / "studies" / "tutorial.toml")
     assert (

@@ -21,6 +21,7 @@ from sweep.stats import TEST_ACCURACY, images
 
 COLUMNS = [
     "study",
+    "store",
     "images per training",
     "search images",
     "trial",
@@ -33,8 +34,9 @@ COLUMNS = [
 ]
 
 
-def frontier_row(study: optuna.Study, client: MlflowClient) -> dict | None:
-    """The study's point on the frontier, or None before confirm has chosen in it."""
+def frontier_row(study: optuna.Study, client: MlflowClient, store: str) -> dict | None:
+    """The study's point on the frontier, or None before confirm has chosen in it. `store` says
+    where it was read: two sweep folders may each hold a study of one name (bench/search.py's)."""
     found = confirmed_trials(client, study)
     if not found:
         return None
@@ -43,6 +45,7 @@ def frontier_row(study: optuna.Study, client: MlflowClient) -> dict | None:
     verdict = "beaten" if low > CLAIM else "matched" if mean >= CLAIM else "not reached"
     return {
         "study": study.study_name,
+        "store": store,
         "images per training": c.mean_cost(0),
         "search images": study_images(study),
         "trial": c.number,
@@ -55,9 +58,10 @@ def frontier_row(study: optuna.Study, client: MlflowClient) -> dict | None:
     }
 
 
-def frontier_table(studies: list[tuple[optuna.Study, MlflowClient]]) -> pd.DataFrame:
-    """A row per study confirmed (each with the client of its tracking store), cheapest budget first."""
-    rows = [row for study, client in studies if (row := frontier_row(study, client)) is not None]
+def frontier_table(studies: list[tuple[optuna.Study, MlflowClient, str]]) -> pd.DataFrame:
+    """A row per study confirmed (each with the client of its tracking store and where it was
+    read), cheapest budget first."""
+    rows = [row for study, client, store in studies if (row := frontier_row(study, client, store)) is not None]
     return pd.DataFrame(rows, columns=COLUMNS).sort_values("images per training", kind="stable").reset_index(drop=True)
 
 
