@@ -352,9 +352,12 @@ def test_the_frontier_is_rebuilt_from_the_stores_cheapest_budget_first(tmp_path)
     assert list(table["test by seed, %"]) == ["99.15 / 99.20 / 99.25", "99.00 / 99.25 / 99.50", "99.30 / 99.35 / 99.40"]
     assert table["mean test, %"].round(4).tolist() == [99.2, 99.25, 99.35] and set(table["seeds"]) == {3}
     assert set(table["store"]) == {"sqlite:///optuna.db"}  # the default storage, as given
+    assert table["interval low, %"].round(2).tolist() == [99.08, 98.63, 99.23]  # mean ∓ t(2) x sd / sqrt(3)
+    assert table["interval high, %"].round(2).tolist() == [99.32, 99.87, 99.47]
     page = (tmp_path / "reports" / "frontier" / "frontier.md").read_text()
     assert "The claim is first matched (mean ≥ 99.21%) at 0.22 M training images per training (four-epochs" in page
     assert "The claim is first beaten (whole interval above) at 0.33 M training images per training (six-epochs" in page
+    assert "| 99.20          | 99.08 – 99.32          | not reached |" in page  # the interval as people read it
     assert (tmp_path / "reports" / "frontier" / "frontier.png").stat().st_size > 1000
     none = cli("frontier", "--study-name", "unconfirmed", cwd=tmp_path)
     assert none.returncode == 2 and "no study here has been confirmed over seeds yet" in none.stderr
