@@ -301,6 +301,27 @@ def serve(processes: Processes, command: list[str], url: str, cwd: Path, timeout
     return server
 
 
+def tracking_server(procs: Processes, backend: str, artifacts: Path, port: int, cwd: Path) -> subprocess.Popen:
+    """A real `mlflow server` on this backend store, holding the artifacts in `artifacts`."""
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(artifacts),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    return serve(procs, command, f"http://127.0.0.1:{port}/health", cwd)
+
+
 def log_counts(client, run_id: str, val: int, test: int, first128: int = 127) -> None:
     """A finished run's three accuracies as the tool logs them (value, correct, total) of 5,000
     validation, 10,000 test and the first 128 test images: a record made with no training."""

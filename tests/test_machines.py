@@ -37,9 +37,9 @@ from tests.conftest import (
     peak,
     postgres_log_size,
     quoted,
-    serve,
     sessions,
     slow_fixture,
+    tracking_server,
     wait_for,
 )
 from tests.test_faults import RESUME, checkpoint_step, final_model, write_spec
@@ -70,26 +70,6 @@ def machine(root: Path, name: str, storage: str, tracking: str, op_cache: Path) 
 
 def sweep_command(*args: str) -> list[str]:
     return [sys.executable, str(REPO / "sweep.py"), *args]
-
-
-def tracking_server(procs, backend: str, artifacts: Path, port: int, cwd: Path):
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        backend,
-        "--artifacts-destination",
-        str(artifacts),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    return serve(procs, command, f"http://127.0.0.1:{port}/health", cwd)
 
 
 @slow_fixture

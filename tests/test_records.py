@@ -1,8 +1,16 @@
 """The MLflow record, on a real tracking store, with no training: checkpoints kept one at a
 time where every worker can read them, found again along a chain of resumed runs, and gone
-once the training ends; what a run's configuration costs."""
+once the training ends, also when a tracking server's answer is cut short; what a run's
+configuration costs."""
 
 from __future__ import annotations
+
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -12,6 +20,7 @@ from sweep.stats import Accuracy
 from sweep.tracking import checkpoints, queries, runs, schema
 from sweep.training.checkpoint import Checkpoint, CheckpointError
 from sweep.training.config import CurvePoint, TrainConfig
+from tests.conftest import free_port, slow_fixture, tracking_server
 
 CONFIG = TrainConfig(num_units=8, train_steps=30, eval_every=10)
 
@@ -60,6 +69,84 @@ def test_a_run_keeps_only_its_latest_checkpoint_and_names_it(store):
         checkpoint_files(client, run.run_id) == [] and schema.TAG_CHECKPOINT not in client.get_run(run.run_id).data.tags
     )
     assert checkpoints.find_checkpoint(client, run.run_id) is None
+
+
+class CuttingProxy(ThreadingHTTPServer):
+    """Passes HTTP through to a tracking server, but answers the first request to each endpoint
+    in `cut` with its headers and half its body, then hangs up: the server did the work and the
+    client never heard it (a server killed mid-answer)."""
+
+    def __init__(self, upstream: str):
+        self.upstream, self.cut, self.were_cut = upstream, set(), []
+        super().__init__(("127.0.0.1", 0), _Passing)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _Passing(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: CuttingProxy
+
+    def _pass(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        request = urllib.request.Request(self.server.upstream + self.path, body or None, headers, method=self.command)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                status, answer_headers, data = answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as e:
+            status, answer_headers, data = e.code, e.headers, e.read()
+        endpoint = urlsplit(self.path).path
+        cut = endpoint in self.server.cut and endpoint not in self.server.were_cut
+        self.send_response(status)
+        for key, value in answer_headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if cut:
+            self.server.were_cut.append(endpoint)
+            data, self.close_connection = data[: len(data) // 2], True
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _pass
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@slow_fixture
+def cutting_proxy(tmp_path, procs) -> Iterator[CuttingProxy]:
+    """A real `mlflow server` (SQLite backend, its own artifact folder) behind a CuttingProxy."""
+    port = free_port()
+    tracking_server(procs, f"sqlite:///{tmp_path}/server.db", tmp_path / "server-artifacts", port, tmp_path)
+    proxy = CuttingProxy(f"http://127.0.0.1:{port}")
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    yield proxy
+    proxy.shutdown()
+
+
+def test_a_running_trials_record_survives_answers_cut_short(cutting_proxy, caplog):
+    """The server logs a metric batch, a checkpoint, a tag, but its answer breaks off (it died
+    mid-answer, then came back): the trial asks again, and the record holds each once."""
+    client = MlflowClient(cutting_proxy.url)
+    run = new_run(client, client.create_experiment("cut"))
+    run.save_checkpoint(checkpoint(10))
+    api = "/api/2.0/mlflow"
+    cutting_proxy.cut = {f"{api}/runs/log-batch", f"{api}/runs/get", f"{api}/runs/set-tag"}
+    run.log_accuracies({"val_accuracy": Accuracy(180, 200)}, 20)
+    run.save_checkpoint(checkpoint(20))  # tags the new one, reads the run to delete the old one
+    assert sorted(cutting_proxy.were_cut) == sorted(cutting_proxy.cut)  # every answer was cut once
+    assert caplog.text.count("was cut short; asking again") == 3
+    logged = {"val_accuracy": 0.9, "val_accuracy_correct": 180, "val_accuracy_total": 200}
+    for name, value in logged.items():  # once each
+        assert [(m.step, m.value) for m in client.get_metric_history(run.run_id, name)] == [(20, value)]
+    assert checkpoint_files(client, run.run_id) == ["checkpoint/step-000000020.npz"]
+    assert client.get_run(run.run_id).data.tags[schema.TAG_CHECKPOINT] == "checkpoint/step-000000020.npz"
+    run.discard_checkpoints()
+    assert checkpoint_files(client, run.run_id) == []
 
 
 def test_a_checkpoint_is_found_along_the_runs_that_resumed_it(store):

@@ -13,6 +13,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 from sweep.tracking.schema import ARTIFACT_CHECKPOINTS, TAG_CHECKPOINT, TAG_RESUMED_FROM
+from sweep.tracking.store import retried
 from sweep.training.checkpoint import Checkpoint, CheckpointError
 from sweep.training.config import TrainConfig
 
@@ -24,6 +25,7 @@ def artifacts(client: MlflowClient, run_id: str):
     return get_artifact_repository(client.get_run(run_id).info.artifact_uri, tracking_uri=client.tracking_uri)
 
 
+@retried  # the same name uploaded, tagged and the old one deleted again
 def save_checkpoint(client: MlflowClient, run_id: str, checkpoint: Checkpoint, replaces: str | None) -> str:
     """Upload the checkpoint under a new name, point the tag at it, then delete the one it
     replaces: a worker dying at any moment leaves a tag naming a complete checkpoint. Its path."""
@@ -38,6 +40,7 @@ def save_checkpoint(client: MlflowClient, run_id: str, checkpoint: Checkpoint, r
     return path
 
 
+@retried  # read again before deleting
 def delete_checkpoints(client: MlflowClient, run_id: str) -> None:
     """Delete a run's checkpoints and the tag that names them."""
     if TAG_CHECKPOINT in client.get_run(run_id).data.tags:

@@ -49,7 +49,7 @@ from sweep.tracking.schema import (
     TAG_RESUMED_FROM,
     TAG_TRIAL_STATE,
 )
-from sweep.tracking.store import fluent
+from sweep.tracking.store import fluent, retried
 from sweep.training.checkpoint import Checkpoint
 from sweep.training.config import CurvePoint, TrainConfig, TrainResult
 from sweep.training.data import Mnist
@@ -94,7 +94,7 @@ class ConfigRun:
     def _log(self, values: dict[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         new = {(k, step, float(v)) for k, v in values.items()} - self._logged
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, step, v in sorted(new)])
+        retried(self.client.log_batch)(self.run_id, metrics=[Metric(k, v, now, step) for k, step, v in sorted(new)])
         self._logged |= new
 
     def log_curve_point(self, p: CurvePoint) -> None:
@@ -136,7 +136,7 @@ class ConfigRun:
         np.savez_compressed(buffer, **predictions)
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / ARTIFACT_PREDICTIONS).write_bytes(buffer.getvalue())
-            self.client.log_artifact(self.run_id, str(Path(tmp) / ARTIFACT_PREDICTIONS))
+            retried(self.client.log_artifact)(self.run_id, str(Path(tmp) / ARTIFACT_PREDICTIONS))
 
     def log_resumed(self, holder: str, checkpoint: Checkpoint) -> None:
         """Say that this run continues `holder`'s checkpoint, and log the curve up to it, so the
@@ -145,7 +145,7 @@ class ConfigRun:
         where = f"step {checkpoint.step}" + (
             f" (after {checkpoint.config.point_name(last)})" if last is not None else ""
         )
-        self.client.log_batch(
+        retried(self.client.log_batch)(
             self.run_id,
             tags=[
                 RunTag(TAG_RESUMED_FROM, holder),
@@ -198,6 +198,7 @@ class ConfigRun:
         return logged.model_id
 
 
+@retried
 def mark_failed(client: MlflowClient, run_id: str, reason: str, status: str = STATUS_FAILED) -> None:
     """Close a run as a failed trial, saying why (FAILED, or KILLED when stopped from outside)."""
     client.log_batch(run_id, tags=[RunTag(TAG_FAILURE, reason[:5000]), RunTag(TAG_TRIAL_STATE, STATE_FAIL)])
@@ -242,5 +243,10 @@ def config_run(
         )
         raise
     record.discard_checkpoints()
+    _finish(client, run_id)
+
+
+@retried
+def _finish(client: MlflowClient, run_id: str) -> None:
     client.log_batch(run_id, tags=[RunTag(TAG_TRIAL_STATE, STATE_COMPLETE)])
     client.set_terminated(run_id, status=STATUS_FINISHED)
