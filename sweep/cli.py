@@ -198,7 +198,11 @@ def seeds_parser(command: str) -> Parser:
 
 
 def frontier_parser() -> Parser:
-    p = Parser(prog="sweep.py frontier", description="What each budget buys: a row per study confirm has chosen in.")
+    p = Parser(
+        prog="sweep.py frontier",
+        description="What each budget buys: a row per study confirm has chosen in; at each budget, validation "
+        "chooses the point.",
+    )
     p.add_argument(
         "--study-name",
         action="append",

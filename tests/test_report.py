@@ -312,9 +312,10 @@ def test_fanova_weighs_the_hyperparameters_from_ten_completed_trials(tmp_path):
         assert f"| {name} " in page and f"{round(value, 3):.4g}" in page
 
 
-def confirmed_study(folder, name: str, epochs: int, test_by_seed: list[int]):
+def confirmed_study(folder, name: str, epochs: int, test_by_seed: list[int], val: int = 4960):
     """A study whose one trial confirm trained with seeds 0..S-1 (seed 0: the trial's own run),
-    recorded as a sweep and confirm record them, with these test counts; no training."""
+    recorded as a sweep and confirm record them, with these test counts (and `val` of 5,000 on
+    every seed's fold); no training."""
     client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
     experiment = client.create_experiment(name)
     client.create_run(experiment, run_name=f"study-{name}", tags={"sweep.role": "study", "optuna.study_name": name})
@@ -326,7 +327,7 @@ def confirmed_study(folder, name: str, epochs: int, test_by_seed: list[int]):
         params = {"seed": seed, "val_fold": seed, "epochs": epochs, "batch_size": 100, "num_units": 300}
         for key, value in params.items():
             client.log_param(run.info.run_id, key, str(value))
-        log_counts(client, run.info.run_id, 4960, correct)
+        log_counts(client, run.info.run_id, val, correct)
         own = own or run.info.run_id
     study.add_trial(
         optuna.trial.create_trial(
@@ -364,16 +365,21 @@ def test_the_frontier_is_rebuilt_from_the_stores_cheapest_budget_first(tmp_path)
     elsewhere = tmp_path / "elsewhere"  # another sweep's folder, its own stores: the points of both, in one table
     elsewhere.mkdir()
     confirmed_study(elsewhere, "ten-epochs", 10, [9940, 9945, 9950])
-    confirmed_study(elsewhere, "two-epochs", 2, [9930, 9935, 9940])  # a name the first store holds too
+    confirmed_study(elsewhere, "two-epochs", 2, [9930, 9935, 9940], val=4950)  # a name the first store holds too
     both = cli("frontier", "--store", str(tmp_path), "--store", str(elsewhere), "--out", "both", cwd=tmp_path)
     assert both.returncode == 0, both.stderr
     rows = pd.read_csv(tmp_path / "both" / "frontier.csv")
-    assert list(zip(rows["study"], rows["store"], rows["mean test, %"].round(4), strict=True)) == [
-        ("two-epochs", str(tmp_path), 99.2),
-        ("two-epochs", str(elsewhere), 99.35),
-        ("four-epochs", str(tmp_path), 99.25),
-        ("six-epochs", str(tmp_path), 99.35),
-        ("ten-epochs", str(elsewhere), 99.45),
+    assert list(
+        zip(rows["study"], rows["store"], rows["mean test, %"].round(4), rows["on the frontier"], strict=True)
+    ) == [
+        ("two-epochs", str(tmp_path), 99.2, True),  # its validation is the higher: test never chooses
+        ("two-epochs", str(elsewhere), 99.35, False),
+        ("four-epochs", str(tmp_path), 99.25, True),
+        ("six-epochs", str(tmp_path), 99.35, True),
+        ("ten-epochs", str(elsewhere), 99.45, True),
     ]
+    assert rows["mean val, %"].round(2).tolist() == [99.2, 99.0, 99.2, 99.2, 99.2]
+    page = (tmp_path / "both" / "frontier.md").read_text()
+    assert "first beaten (whole interval above) at 0.33 M" in page and "no: lower validation" in page
     typo = cli("frontier", "--store", str(elsewhere), "--study-name", "ten-epoch", cwd=tmp_path)
     assert typo.returncode == 2 and "no study named 'ten-epoch' in the stores given" in typo.stderr
