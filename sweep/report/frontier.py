@@ -30,11 +30,11 @@ COLUMNS = [
     "configuration",
     "test by seed, %",
     "seeds",
+    "mean val, %",  # on the seeds' own folds: what chooses among studies at one budget
     "mean test, %",
     "interval low, %",  # the mean's 95% t-interval over seeds, as two numbers a CSV reader can use
     "interval high, %",
     "claim",
-    "mean val, %",  # on the seeds' own folds: what chooses among studies at one budget
     "on the frontier",  # the budget's point: the best mean validation among the studies confirmed at it
 ]
 SAME_BUDGET = 1.01  # budgets within 1% are one: batch sizes round an epoch's images differently
@@ -58,11 +58,11 @@ def frontier_row(study: optuna.Study, client: MlflowClient, store: str) -> dict 
         "configuration": ", ".join(f"{k}={fmt(v)}" for k, v in c.params.items()),
         "test by seed, %": " / ".join(f"{100 * v:.2f}" for v in c.values(TEST_ACCURACY)),
         "seeds": len(c.seeds),
+        "mean val, %": 100 * c.mean(VAL_ACCURACY),
         "mean test, %": 100 * mean,
         "interval low, %": 100 * float(low),
         "interval high, %": 100 * float(high),
         "claim": verdict,
-        "mean val, %": 100 * c.mean(VAL_ACCURACY),
     }
 
 
