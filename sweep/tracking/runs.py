@@ -248,5 +248,6 @@ def config_run(
 
 @retried
 def _finish(client: MlflowClient, run_id: str) -> None:
+    """Close a run as a complete trial."""
     client.log_batch(run_id, tags=[RunTag(TAG_TRIAL_STATE, STATE_COMPLETE)])
     client.set_terminated(run_id, status=STATUS_FINISHED)
