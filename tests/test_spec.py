@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from sweep.errors import SweepError
-from sweep.search.spec import load_spec
+from sweep.search.spec import load_spec, parse_spec
 from sweep.training.config import TrainConfig
 from tests.conftest import REPO
 
@@ -264,3 +264,97 @@ def test_a_specs_identity_is_its_data_not_its_text(tmp_path):
     same = load_spec(write(tmp_path, "# a comment\n" + GOOD.replace("low = 32", "low   =   32  # units")))
     assert same.identity == load_spec(write(tmp_path, GOOD)).identity
     assert load_spec(write(tmp_path, GOOD.replace("low = 32", "low = 33"))).identity != same.identity
+
+
+BASE = """
+name = "base"
+description = "the base space"
+[fixed]
+eval_points = 6
+clip_norm = 1.0
+[baseline]
+epochs = 2
+shift_pixels = 1
+[[enqueue]]
+epochs = 3
+num_units = 200
+[search.epochs]
+type = "int"
+low = 2
+high = 10
+[search.shift_pixels]
+type = "int"
+low = 0
+high = 2
+[search.num_units]
+type = "int"
+low = 32
+high = 512
+[sampler]
+seed = 4
+n_startup_trials = 3
+[pruner]
+type = "median"
+n_startup_trials = 2
+"""
+
+
+def test_a_study_file_that_extends_another_fixes_its_budget_and_keeps_the_rest(tmp_path):
+    (tmp_path / "base.toml").write_text(BASE)
+    own = '# at 4 epochs\nextends = "base"\nname = "base-4"\n[fixed]\nepochs = 4\neval_points = 4\n'
+    own += '[sampler]\nseed = 7\n[pruner]\ntype = "none"\n[search.num_units]\ntype = "int"\nlow = 64\nhigh = 256\n'
+    spec = load_spec(write(tmp_path, own))
+    assert spec.name == "base-4" and spec.description == "the base space"  # the name is its own
+    assert (spec.fixed.epochs, spec.fixed.eval_points, spec.fixed.clip_norm) == (4, 4, 1.0)
+    assert set(spec.search) == {"shift_pixels", "num_units"}  # a fixed setting is no longer searched
+    assert spec.search["num_units"].low == 64  # its own dimension wins whole
+    assert (spec.baseline.epochs, spec.baseline.shift_pixels) == (4, 1)  # ...nor given in a point
+    assert [(p.epochs, p.num_units) for p in spec.enqueue] == [(4, 200)]
+    assert (spec.sampler_seed, spec.sampler_settings) == (7, {"n_startup_trials": 3})  # setting by setting
+    assert (spec.pruner, spec.pruner_settings) == ("none", {})  # the pruner replaced whole
+
+    # The study keeps the two merged, with the file's comments: it stands when the base changes.
+    assert spec.source.startswith("# at 4 epochs\n") and "extends" not in spec.source.replace("extends base", "")
+    (tmp_path / "base.toml").unlink()
+    kept = parse_spec(spec.source, "(kept)")
+    assert kept == replace(spec, source=kept.source) and kept.identity == spec.identity
+    # The same study written out in full is the same study.
+    assert parse_spec(spec.source.split("merged:\n")[1], "(full)").identity == spec.identity
+
+
+def test_a_study_file_may_search_what_the_one_it_extends_fixes(tmp_path):
+    (tmp_path / "base.toml").write_text(BASE)
+    own = 'extends = "base"\nname = "wider"\n[search.clip_norm]\ntype = "categorical"\nchoices = ["none", 1.0]\n'
+    spec = load_spec(write(tmp_path, own))
+    assert "clip_norm" in spec.search and spec.fixed.clip_norm is None
+
+
+def test_a_shipped_frontier_budget_is_the_recipes_space_at_that_budget():
+    recipe, four = load_spec("recipe"), load_spec("recipe-4-epochs")
+    assert set(four.search) == set(recipe.search) - {"epochs"} and four.fixed.epochs == 4
+    assert all(four.search[name] == recipe.search[name] for name in four.search)
+    assert four.warm_start == ("recipe", 1)
+
+
+@pytest.mark.parametrize(
+    "own, base, message",
+    [
+        ('extends = "nowhere"\nname = "x"\n', None, "extends nowhere, but .* cannot be read"),
+        ('extends = 3\nname = "x"\n', None, 'extends = "NAME" names another study file'),
+        ('extends = "base"\n', BASE, "needs a name"),
+        ('extends = "study"\nname = "x"\n', None, "extends study, which extends it back"),
+        ('extends = "base"\nname = "x"\n', BASE.replace('name = "base"', 'extends = "study"\nname = "b"'), "back"),
+        (
+            'extends = "base"\nname = "x"\n[fixed]\nnum_units = 64\n'
+            '[search.num_units]\ntype = "int"\nlow = 1\nhigh = 9',
+            BASE,
+            "both",
+        ),
+    ],
+)
+def test_a_bad_extends_is_refused_in_one_line(tmp_path, own, base, message):
+    if base is not None:
+        (tmp_path / "base.toml").write_text(base)
+    with pytest.raises(SweepError, match=message) as info:
+        load_spec(write(tmp_path, own))
+    assert "\n" not in str(info.value)

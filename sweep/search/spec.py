@@ -14,13 +14,16 @@ import hashlib
 import json
 import tomllib
 from dataclasses import asdict, dataclass, replace
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
+import tomli_w
 
 from sweep.errors import SweepError
+from sweep.search.extend import merged
 from sweep.search.space import Param, outside, searched_param, settings
 from sweep.training.config import TrainConfig
 
@@ -35,7 +38,7 @@ PRUNERS = {  # type -> (class, the settings a spec may give)
 }
 STUDIES = Path(__file__).parent.parent / "studies"  # the tool's own study files (the repository's studies/ links here)
 DEFAULT_STUDY = "tutorial"  # studies/tutorial.toml: its baseline is the tutorial's recipe
-TABLES = {"name", "description", "fixed", "baseline", "enqueue", "warm_start", "search", "sampler", "pruner"}
+TABLES = {"extends", "name", "description", "fixed", "baseline", "enqueue", "warm_start", "search", "sampler", "pruner"}
 BUDGETS = ("train_steps", "epochs")  # searched, trials differ in length
 
 
@@ -138,15 +141,47 @@ def with_sampler_seed(source: str, seed: int, path: str | Path) -> str:
     return text
 
 
-def parse_spec(source: str, path: str | Path) -> Spec:
-    """A spec from its TOML text; `path` names it in errors (a file, or where the text was kept)."""
+def _toml(source: str, path: str | Path) -> dict[str, Any]:
     if not source.strip():
         raise SweepError(f"study file {path}: is empty")
     try:
-        raw = tomllib.loads(source)
+        return tomllib.loads(source)
     except tomllib.TOMLDecodeError as e:
         raise SweepError(f"study file {path}: not valid TOML ({e})") from None
 
+
+def _extended(raw: dict[str, Any], path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A file's tables on top of those of the file it extends (found beside it, or among the
+    tool's own), and so on up; see `sweep.search.extend` for the rules."""
+    base_name = raw.pop("extends")
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise SweepError(f'study file {path}: extends = "NAME" names another study file')
+    if not isinstance(raw.get("name"), str):
+        raise SweepError(f'study file {path}: extends {base_name}, so it needs a name = "..." of its own')
+    base_path = find_spec(Path(path).parent / f"{base_name.strip()}.toml")
+    if base_path.resolve() in seen or base_path.resolve() == Path(path).resolve():
+        raise SweepError(f"study file {path}: extends {base_name}, which extends it back")
+    try:
+        base = _toml(base_path.read_text(), base_path)
+    except OSError:
+        raise SweepError(f"study file {path}: extends {base_name}, but {base_path} cannot be read") from None
+    if "extends" in base:
+        base = _extended(base, base_path, (*seen, Path(path).resolve()))
+    return merged(base, raw)
+
+
+def parse_spec(source: str, path: str | Path) -> Spec:
+    """A spec from its TOML text; `path` names it in errors (a file, or where the text was kept).
+    A file that extends another is kept as the two merged, its own comments first: the study's
+    record stands on its own when the other file changes later."""
+    raw = _toml(source, path)
+    if "extends" in raw:
+        base_name = raw["extends"]
+        raw = _extended(raw, path)
+        header = takewhile(lambda line: line.startswith("#") or not line.strip(), source.splitlines())
+        comments = "".join(line + "\n" for line in header if line.strip())
+        merged_text = tomli_w.dumps({"name": raw["name"], **raw})  # its name first, as written
+        source = f"{comments}# {Path(str(path)).name} extends {base_name}; merged:\n{merged_text}"
     unknown = set(raw) - TABLES
     if unknown:
         raise SweepError(f"study file {path}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TABLES))})")
