@@ -91,7 +91,7 @@ def seed_folder(out: Path, study_file: Path, seed: int) -> Path:
     spec = load_spec(study_file)
     folder = out / spec.name / f"seed-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "study.toml").write_text(with_sampler_seed(spec.source, seed, study_file))
+    (folder / "study.toml").write_text(with_sampler_seed(spec.source, seed))
     return folder
 
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from sweep.errors import SweepError
-from sweep.search.spec import load_spec, parse_spec
+from sweep.search.spec import load_spec, parse_spec, with_sampler_seed
 from sweep.training.config import TrainConfig
 from tests.conftest import REPO
 
@@ -358,3 +358,12 @@ def test_a_bad_extends_is_refused_in_one_line(tmp_path, own, base, message):
     with pytest.raises(SweepError, match=message) as info:
         load_spec(write(tmp_path, own))
     assert "\n" not in str(info.value)
+
+
+def test_another_sampler_seed_is_the_same_search_drawn_again():
+    recipe = load_spec("recipe")
+    text = with_sampler_seed(recipe.source, 5)
+    again = parse_spec(text, "(seed 5)")
+    assert again.sampler_seed == 5 and recipe.sampler_seed == 0
+    assert replace(again, sampler_seed=0, source="", identity="") == replace(recipe, source="", identity="")
+    assert text.startswith("# Which recipe reaches the claim")  # what it is for, still said

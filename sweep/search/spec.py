@@ -117,28 +117,18 @@ def load_spec(given: str | Path) -> Spec:
     return parse_spec(source, path)
 
 
-def with_sampler_seed(source: str, seed: int, path: str | Path) -> str:
-    """The spec's text with its sampler seed set to `seed`, all else as it was (comments too):
-    the same search, another draw of it."""
-    lines = source.splitlines()
-    header = next((k for k, line in enumerate(lines) if line.split("#")[0].strip() == "[sampler]"), None)
-    if header is None:
-        lines += ["", "[sampler]", f"seed = {seed}"]
-    else:
-        end = next((k for k in range(header + 1, len(lines)) if lines[k].lstrip().startswith("[")), len(lines))
-        given = next((k for k in range(header + 1, end) if lines[k].split("=")[0].strip() == "seed"), None)
-        if given is None:
-            lines.insert(header + 1, f"seed = {seed}")
-        else:
-            lines[given] = f"seed = {seed}"
-    text = "\n".join(lines) + "\n"
-    before, after = tomllib.loads(source), tomllib.loads(text)
-    before.setdefault("sampler", {})["seed"] = seed
-    if before != after:
-        raise SweepError(
-            f"study file {path}: cannot set its sampler seed (write [sampler] seed = N on a line of its own)"
-        )
-    return text
+def with_sampler_seed(source: str, seed: int) -> str:
+    """The spec's text with its sampler seed set to `seed`, all else as it was (its leading
+    comments too): the same search, another draw of it."""
+    raw = tomllib.loads(source)
+    raw.setdefault("sampler", {})["seed"] = seed
+    return _comments(source) + tomli_w.dumps(raw)
+
+
+def _comments(source: str) -> str:
+    """A study file's leading comments: what it is for and the commands that run it."""
+    header = takewhile(lambda line: line.startswith("#") or not line.strip(), source.splitlines())
+    return "".join(line + "\n" for line in header if line.strip())
 
 
 def _toml(source: str, path: str | Path) -> dict[str, Any]:
@@ -178,10 +168,8 @@ def parse_spec(source: str, path: str | Path) -> Spec:
     if "extends" in raw:
         base_name = raw["extends"]
         raw = _extended(raw, path)
-        header = takewhile(lambda line: line.startswith("#") or not line.strip(), source.splitlines())
-        comments = "".join(line + "\n" for line in header if line.strip())
         merged_text = tomli_w.dumps({"name": raw["name"], **raw})  # its name first, as written
-        source = f"{comments}# {Path(str(path)).name} extends {base_name}; merged:\n{merged_text}"
+        source = f"{_comments(source)}# {Path(str(path)).name} extends {base_name}; merged:\n{merged_text}"
     unknown = set(raw) - TABLES
     if unknown:
         raise SweepError(f"study file {path}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TABLES))})")
