@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SMOKE, cli_env, in_process, log_counts
+from tests.conftest import REPO, SMOKE, cli_env, in_process, log_counts, tracking_store
 
 
 @pytest.mark.slow
@@ -83,8 +83,7 @@ def constructed_seed(folder, name: str, trials: list[tuple[int, int, int]]):
 
     from mlflow import MlflowClient
 
-    folder.mkdir(parents=True)
-    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    client = MlflowClient(tracking_store(folder))
     experiment = client.create_experiment(name, artifact_location=str(folder / "mlruns"))
     client.create_run(experiment, run_name=f"study-{name}", tags={"sweep.role": "study", "optuna.study_name": name})
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db", direction="maximize")

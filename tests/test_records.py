@@ -20,7 +20,7 @@ from sweep.stats import Accuracy
 from sweep.tracking import checkpoints, queries, runs, schema
 from sweep.training.checkpoint import Checkpoint, CheckpointError
 from sweep.training.config import CurvePoint, TrainConfig
-from tests.conftest import free_port, slow_fixture, tracking_server
+from tests.conftest import free_port, slow_fixture, tracking_server, tracking_store
 
 CONFIG = TrainConfig(num_units=8, train_steps=30, eval_every=10)
 
@@ -42,7 +42,7 @@ def checkpoint(step: int) -> Checkpoint:
 
 @pytest.fixture
 def store(tmp_path):
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(tracking_store(tmp_path))
     experiment = client.create_experiment("s", artifact_location=str(tmp_path / "artifacts"))
     return client, experiment
 

@@ -10,7 +10,7 @@ from statsmodels.stats.proportion import proportion_confint
 from sweep.report.claim import CLAIM_COUNTS, claim_verdict
 from sweep.report.write import write_report
 from sweep.stats import Accuracy
-from tests.conftest import SMOKE, cli, log_counts, trial_runs
+from tests.conftest import SMOKE, cli, log_counts, tracking_store, trial_runs
 
 
 def test_claim_interval_is_the_librarys():
@@ -95,7 +95,7 @@ def recorded_study(folder, name, *test_correct, vary: bool = False):
     """A real Optuna study and MLflow experiment holding finished trials with these test counts
     (all with the same validation count), as a sweep would have recorded them; no training
     needed to test what the report says."""
-    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    client = MlflowClient(tracking_store(folder))
     experiment_id = client.create_experiment(name)
     client.create_run(experiment_id, run_name=f"study-{name}", tags={"sweep.role": "study"})
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db", direction="maximize")
@@ -158,7 +158,7 @@ def test_a_tie_on_validation_is_broken_by_trial_order_and_said(tmp_path):
 def test_report_on_a_missing_study_is_exit_2(tmp_path):
     for name in ("first", "second"):
         optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path}/optuna.db")
-    MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").search_experiments()  # an (empty) tracking store
+    tracking_store(tmp_path)  # an (empty) tracking store
     result = cli("report", "--study-name", "nothing", cwd=tmp_path)
     assert result.returncode == 2 and "no study 'nothing'" in result.stderr and "Traceback" not in result.stderr
     several = cli("report", cwd=tmp_path)  # which one? the error names them
@@ -316,7 +316,7 @@ def confirmed_study(folder, name: str, epochs: int, test_by_seed: list[int], val
     """A study whose one trial confirm trained with seeds 0..S-1 (seed 0: the trial's own run),
     recorded as a sweep and confirm record them, with these test counts (and `val` of 5,000 on
     every seed's fold); no training."""
-    client = MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    client = MlflowClient(tracking_store(folder))
     experiment = client.create_experiment(name)
     client.create_run(experiment, run_name=f"study-{name}", tags={"sweep.role": "study", "optuna.study_name": name})
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db", direction="maximize")

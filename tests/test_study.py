@@ -13,6 +13,7 @@ from sweep.errors import SweepError
 from sweep.search.attributes import ATTR_SPEC
 from sweep.search.spec import load_spec, parse_spec
 from sweep.search.study import TrialSeeded, open_study
+from tests.conftest import tracking_store
 
 SOURCE = """name = "source"
 [fixed]
@@ -84,7 +85,7 @@ def opened(tmp_path, text: str, storage: str):
     logger.addHandler(handler)
     level, logger.level = logger.level, logging.INFO
     try:
-        study = open_study(parse_spec(text, "target.toml"), storage, MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
+        study = open_study(parse_spec(text, "target.toml"), storage, MlflowClient(tracking_store(tmp_path)))
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -150,7 +151,7 @@ def test_the_spec_chooses_optunas_sampler_and_pruner(tmp_path):
     )
     random = parse_spec(default.source + '[sampler]\ntype = "random"\nseed = 7\n', "r.toml")
     assert isinstance(random.make_sampler(0), optuna.samplers.RandomSampler)
-    study = open_study(random, f"sqlite:///{tmp_path}/optuna.db", MlflowClient(f"sqlite:///{tmp_path}/mlflow.db"))
+    study = open_study(random, f"sqlite:///{tmp_path}/optuna.db", MlflowClient(tracking_store(tmp_path)))
     assert isinstance(study.sampler, TrialSeeded) and isinstance(study.pruner, optuna.pruners.MedianPruner)
 
 
