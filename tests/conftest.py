@@ -337,7 +337,7 @@ def _empty_tracking_store() -> Path:
 def tracking_store(folder: Path) -> str:
     """The folder's MLflow tracking store (sqlite:///…/mlflow.db); a new one is a copy of an empty
     store MLflow made once this session: what MLflow makes each time, less its ~50 schema
-    migrations (1.5-3 s per store, a quarter of the fast tier when every test paid them)."""
+    migrations (1.5-3 s per new store; 18 fast tests used to make one each)."""
     db = folder / "mlflow.db"
     if not db.exists():
         folder.mkdir(parents=True, exist_ok=True)

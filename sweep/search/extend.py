@@ -38,7 +38,7 @@ def merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
             {k: v for k, v in point.items() if k not in fixed_here} if isinstance(point, dict) else point
             for point in spec["enqueue"]
         ]
-    return {key: value for key, value in spec.items() if value != {} or key in own}
+    return spec
 
 
 def _table(raw: dict[str, Any], key: str) -> set[str]:

@@ -148,15 +148,16 @@ def _extended(raw: dict[str, Any], path: str | Path, seen: tuple[Path, ...] = ()
         raise SweepError(f'study file {path}: extends = "NAME" names another study file')
     if not isinstance(raw.get("name"), str):
         raise SweepError(f'study file {path}: extends {base_name}, so it needs a name = "..." of its own')
+    seen = (*seen, Path(path).resolve())
     base_path = find_spec(Path(path).parent / f"{base_name.strip()}.toml")
-    if base_path.resolve() in seen or base_path.resolve() == Path(path).resolve():
+    if base_path.resolve() in seen:
         raise SweepError(f"study file {path}: extends {base_name}, which extends it back")
     try:
         base = _toml(base_path.read_text(), base_path)
     except OSError:
         raise SweepError(f"study file {path}: extends {base_name}, but {base_path} cannot be read") from None
     if "extends" in base:
-        base = _extended(base, base_path, (*seen, Path(path).resolve()))
+        base = _extended(base, base_path, seen)
     return merged(base, raw)
 
 
@@ -169,7 +170,7 @@ def parse_spec(source: str, path: str | Path) -> Spec:
         base_name = raw["extends"]
         raw = _extended(raw, path)
         merged_text = tomli_w.dumps({"name": raw["name"], **raw})  # its name first, as written
-        source = f"{_comments(source)}# {Path(str(path)).name} extends {base_name}; merged:\n{merged_text}"
+        source = f"{_comments(source)}# {Path(path).name} extends {base_name}; merged:\n{merged_text}"
     unknown = set(raw) - TABLES
     if unknown:
         raise SweepError(f"study file {path}: unknown key '{sorted(unknown)[0]}' (known: {', '.join(sorted(TABLES))})")
