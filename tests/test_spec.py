@@ -336,6 +336,16 @@ def test_a_shipped_frontier_budget_is_the_recipes_space_at_that_budget():
     assert four.warm_start == ("recipe", 1)
 
 
+def test_the_wide_3_epoch_study_widens_only_num_units_and_tries_640_units_first():
+    three, wide = load_spec("recipe-3-epochs"), load_spec("recipe-3-epochs-wide")
+    assert wide.fixed == three.fixed and set(wide.search) == set(three.search)
+    assert [n for n in wide.search if wide.search[n] != three.search[n]] == ["num_units"]
+    assert (wide.search["num_units"].low, wide.search["num_units"].high) == (128, 1024)
+    (point,) = wide.enqueue
+    assert point.num_units == 640 and point.epochs == 3
+    assert wide.warm_start == ("recipe-3-epochs", 1)
+
+
 @pytest.mark.parametrize(
     "own, base, message",
     [
