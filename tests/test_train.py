@@ -12,7 +12,7 @@ from sweep.training.checkpoint import Checkpoint
 from sweep.training.config import TrainConfig
 from sweep.training.hooks import Hooks
 from sweep.training.model import Backend
-from sweep.training.train import OneCycle, Trainer, batch_order, loss_sum, shifted, train
+from sweep.training.train import OneCycle, Trainer, batch_order, loss_sum, rotated, shifted, train
 
 
 class Recorded(Hooks):
@@ -129,6 +129,7 @@ def test_recipe_settings_reach_the_training(mnist):
         {"weight_decay": 0.1},
         {"label_smoothing": 0.1},
         {"shift_pixels": 1},
+        {"rotate_degrees": 10.0},
         {"ema_momentum": 0.9},
     ):
         other = train(TrainConfig(**base, **change), mnist, NATIVE).model.get_weights()[0]
@@ -176,8 +177,42 @@ def test_shifts_move_each_image_by_its_own_offset_within_the_limit():
     )  # a new step, new shifts
 
 
-def test_shifted_training_does_not_depend_on_how_steps_are_grouped_into_calls(mnist):
-    config = replace(SMALL, shift_pixels=1)
+def _turned(image: np.ndarray, degrees: float) -> np.ndarray:
+    """`image` turned about its centre, bilinear, zeros outside: a reference for `rotated`."""
+    size, theta = image.shape[0], np.deg2rad(degrees)
+    c = (size - 1) / 2
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    xin = np.cos(theta) * (x - c) - np.sin(theta) * (y - c) + c
+    yin = np.sin(theta) * (x - c) + np.cos(theta) * (y - c) + c
+    x0, y0 = np.floor(xin).astype(int), np.floor(yin).astype(int)
+    padded = np.pad(image, 2)  # reads just outside the image are zeros
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        inside = (yy >= 0) & (yy < size) & (xx >= 0) & (xx < size)
+        return np.where(inside, padded[np.clip(yy, -2, size + 1) + 2, np.clip(xx, -2, size + 1) + 2], 0.0)
+
+    wx, wy = xin - x0, yin - y0
+    top, bottom = (1 - wx) * at(y0, x0) + wx * at(y0, x0 + 1), (1 - wx) * at(y0 + 1, x0) + wx * at(y0 + 1, x0 + 1)
+    return (1 - wy) * top + wy * bottom
+
+
+def test_rotations_turn_each_image_by_its_own_angle_within_the_limit():
+    images = np.random.default_rng(0).random((16, 28, 28)).astype(np.float32)
+    out = rotated(tf.constant(images), 10.0, tf.constant([3, 7], tf.int64)).numpy()
+    grid = np.linspace(-12, 12, 481)  # 0.05 degree steps, a little past the limit
+    angles = []
+    for image, turned in zip(images, out):
+        errors = [np.abs(_turned(image, a) - turned).max() for a in grid]
+        best = int(np.argmin(errors))
+        assert errors[best] < 0.02, errors[best]  # one rotation about the centre explains the image
+        angles.append(grid[best])
+    assert max(abs(a) for a in angles) <= 10.05 and len(set(angles)) > 10, angles  # within the limit, each its own
+    assert not np.array_equal(out, rotated(tf.constant(images), 10.0, tf.constant([3, 8], tf.int64)).numpy())
+
+
+@pytest.mark.parametrize("augment", [{"shift_pixels": 1}, {"shift_pixels": 1, "rotate_degrees": 8.0}])
+def test_augmented_training_does_not_depend_on_how_steps_are_grouped_into_calls(mnist, augment):
+    config = replace(SMALL, **augment)
     batches = batch_order(1000, config.batch_size, steps=6, seed=0)
     whole, split = (Trainer(config, 6, mnist.train, NATIVE) for _ in range(2))
     whole.steps(batches)
@@ -195,8 +230,8 @@ def test_label_smoothing_is_cross_entropy_against_mixed_targets():
 
 
 def test_a_training_resumed_from_any_checkpoint_ends_bitwise_as_one_that_never_stopped(mnist):
-    """Every recipe addition on (the schedule, clipping, weight decay, shifts, the moving
-    average): its state is in the checkpoint, or derived from (seed, step). Stopped at a curve
+    """Every recipe addition on (the schedule, clipping, weight decay, shifts, rotations, the
+    moving average): its state is in the checkpoint, or derived from (seed, step). Stopped at a curve
     point, and between two, the resumed training ends with the same weights, curve and counts."""
     config = TrainConfig(
         num_units=16,
@@ -210,6 +245,7 @@ def test_a_training_resumed_from_any_checkpoint_ends_bitwise_as_one_that_never_s
         clip_norm=1.0,
         weight_decay=0.01,
         shift_pixels=1,
+        rotate_degrees=10.0,
         ema_momentum=0.9,
     )
     whole = Recorded()

@@ -34,6 +34,7 @@ BOUNDED = {  # setting -> (test, what it must be)
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "ema_momentum": (lambda v: 0 < v < 1, "in (0, 1)"),
     "shift_pixels": (lambda v: 0 <= v <= 8, "between 0 and 8"),
+    "rotate_degrees": (lambda v: 0 <= v <= 45, "between 0 and 45"),
     "adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "one_cycle_pct_start": (lambda v: 0 < v < 1, "in (0, 1)"),

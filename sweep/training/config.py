@@ -44,6 +44,7 @@ class TrainConfig:
     weight_decay: float | None = None  # given: Adam with decoupled weight decay (AdamW) of this rate
     label_smoothing: float = 0.0  # cross-entropy against targets this much mixed with the uniform
     shift_pixels: int = 0  # shift each training image by up to this many pixels each way, afresh each step
+    rotate_degrees: float = 0.0  # turn each training image by up to this many degrees either way, afresh each step
     ema_momentum: float | None = None  # given: the trial's weights are this moving average of the trained ones
     eval_points: int | None = None  # given: this many curve points, evenly over the schedule, labelled by its percent
     adam_beta1: float = 0.9  # Adam's moment decays and epsilon (tf.train.AdamOptimizer's defaults)

@@ -107,6 +107,25 @@ def shifted(images: tf.Tensor, pixels: int, seed: tf.Tensor) -> tf.Tensor:
     return tf.gather(rows, offsets[:, 1:] + window, axis=2, batch_dims=1)
 
 
+def rotated(images: tf.Tensor, degrees: float, seed: tf.Tensor) -> tf.Tensor:
+    """Each image turned about its centre by its own random angle in [-degrees, degrees],
+    sampled bilinearly, zeros filling in. Drawn from (seed, step) alone, as `shifted`'s offsets."""
+    n, size = tf.shape(images)[0], images.shape[1]
+    angles = tf.random.stateless_uniform([n], seed, minval=-degrees, maxval=degrees) * (math.pi / 180)
+    cos, sin, zeros, c = tf.cos(angles), tf.sin(angles), tf.zeros([n]), (size - 1) / 2
+    # output pixel (x, y) reads the input at (cos (x-c) - sin (y-c) + c, sin (x-c) + cos (y-c) + c)
+    transforms = tf.stack([cos, -sin, c - c * cos + c * sin, sin, cos, c - c * sin - c * cos, zeros, zeros], axis=1)
+    turned = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images[..., None],
+        transforms=transforms,
+        output_shape=[size, size],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    return turned[..., 0]
+
+
 def loss_sum(labels: tf.Tensor, logits: tf.Tensor, smoothing: float) -> tf.Tensor:
     """Summed softmax cross-entropy; with smoothing, against (1 - s) one-hot + s uniform."""
     if not smoothing:
@@ -164,12 +183,11 @@ class Trainer:
 
         def step(idx: tf.Tensor) -> tf.Tensor:
             xs, ys = tf.gather(x, idx), tf.gather(y, idx)
+            seed = tf.stack([tf.constant(config.seed, tf.int64), tf.convert_to_tensor(optimizer.iterations)])
+            if config.rotate_degrees:
+                xs = rotated(xs, config.rotate_degrees, tf.random.experimental.stateless_fold_in(seed, 1))
             if config.shift_pixels:
-                xs = shifted(
-                    xs,
-                    config.shift_pixels,
-                    tf.stack([tf.constant(config.seed, tf.int64), tf.convert_to_tensor(optimizer.iterations)]),
-                )
+                xs = shifted(xs, config.shift_pixels, seed)
             with tf.GradientTape() as tape:
                 sums = [
                     loss_sum(yk, forward(xk, True), config.label_smoothing)
