@@ -347,6 +347,21 @@ def test_the_wide_3_epoch_study_widens_only_num_units_and_tries_640_units_first(
 
 
 @pytest.mark.parametrize(
+    "name, base, change",
+    [
+        ("recipe-3-epochs-640", "recipe-3-epochs", {"num_units": 640}),
+        ("recipe-20-epochs-rotated", "recipe-20-epochs", {"rotate_degrees": 10.0}),
+    ],
+)
+def test_a_one_change_study_is_the_study_at_its_budget_with_one_setting_fixed(name, base, change):
+    """What it warm-starts from, its baseline and every trial differ from that study in one setting."""
+    spec, other = load_spec(name), load_spec(base)
+    assert spec.fixed == replace(other.fixed, **change) and spec.baseline == replace(other.baseline, **change)
+    assert spec.search == {n: p for n, p in other.search.items() if n not in change}
+    assert spec.warm_start == (base, 1) and not spec.enqueue
+
+
+@pytest.mark.parametrize(
     "own, base, message",
     [
         ('extends = "nowhere"\nname = "x"\n', None, "extends nowhere, but .* cannot be read"),
