@@ -351,6 +351,7 @@ def test_the_wide_3_epoch_study_widens_only_num_units_and_tries_640_units_first(
     [
         ("recipe-3-epochs-640", "recipe-3-epochs", {"num_units": 640}),
         ("recipe-20-epochs-rotated", "recipe-20-epochs", {"rotate_degrees": 10.0}),
+        ("recipe-3-epochs-rotated", "recipe-3-epochs", {"rotate_degrees": 10.0}),
     ],
 )
 def test_a_one_change_study_is_the_study_at_its_budget_with_one_setting_fixed(name, base, change):
