@@ -185,11 +185,10 @@ def _turned(image: np.ndarray, degrees: float) -> np.ndarray:
     xin = np.cos(theta) * (x - c) - np.sin(theta) * (y - c) + c
     yin = np.sin(theta) * (x - c) + np.cos(theta) * (y - c) + c
     x0, y0 = np.floor(xin).astype(int), np.floor(yin).astype(int)
-    padded = np.pad(image, 2)  # reads just outside the image are zeros
 
-    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:  # a pixel, or zero outside the image
         inside = (yy >= 0) & (yy < size) & (xx >= 0) & (xx < size)
-        return np.where(inside, padded[np.clip(yy, -2, size + 1) + 2, np.clip(xx, -2, size + 1) + 2], 0.0)
+        return np.where(inside, image[np.clip(yy, 0, size - 1), np.clip(xx, 0, size - 1)], 0.0)
 
     wx, wy = xin - x0, yin - y0
     top, bottom = (1 - wx) * at(y0, x0) + wx * at(y0, x0 + 1), (1 - wx) * at(y0 + 1, x0) + wx * at(y0 + 1, x0 + 1)
