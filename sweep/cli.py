@@ -218,6 +218,14 @@ def frontier_parser() -> Parser:
         "leaves them (repeat for several; bench/search.py keeps one per sampler seed)",
     )
     p.add_argument(
+        "--rows",
+        type=Path,
+        action="append",
+        metavar="CSV",
+        help="the rows of a frontier.csv written before, say from stores on another machine, merged with the stores "
+        "given (repeat for several; alone, no store is read)",
+    )
+    p.add_argument(
         "--out", type=Path, default=Path("reports") / "frontier", help="output folder (default reports/frontier/)"
     )
     return p

@@ -155,20 +155,17 @@ def frontier(args: argparse.Namespace) -> int:
 
     console.quiet_libraries(tensorflow=False)
     from sweep.report import frontier as table_of  # the module's name is the command's
-    from sweep.search.storage import load_study, study_names
-    from sweep.stores import folder_stores, hide_password, require_file
-    from sweep.tracking.store import mlflow_client
+    from sweep.stores import folder_stores, hide_password
 
-    found = []
+    names = args.study_name or []
+    earlier = [r for path in args.rows or [] for r in table_of.read_rows(path) if not names or r["study"] in names]
     stores = [(*folder_stores(f), str(f)) for f in args.store or []]
-    for storage, tracking, where in stores or [(args.storage, args.tracking_uri, hide_password(args.storage))]:
-        require_file(storage, "Optuna storage", "--storage")
-        client = mlflow_client(tracking, must_exist=True)
-        here = study_names(storage)
-        found += [(load_study(name, storage), client, where) for name in args.study_name or here if name in here]
-    if missing := sorted(set(args.study_name or ()) - {study.study_name for study, _, _ in found}):
+    if not stores and not args.rows:
+        stores = [(args.storage, args.tracking_uri, hide_password(args.storage))]
+    found = table_of.studies_in(stores, names)
+    if missing := sorted(set(names) - {study.study_name for study, _, _ in found} - {row["study"] for row in earlier}):
         raise SweepError(f"no study named {', '.join(map(repr, missing))} in the stores given")
-    text = table_of.write_frontier(table_of.frontier_table(found), args.out)
+    text = table_of.write_frontier(table_of.frontier_table(found, earlier), args.out)
     log.info(f"{text}\nfrontier: {args.out / 'frontier.md'}")
     return 0
 

@@ -7,10 +7,11 @@ import pytest
 from mlflow import MlflowClient
 from statsmodels.stats.proportion import proportion_confint
 
-from sweep.report.claim import CLAIM_COUNTS, claim_verdict
+from sweep.report.claim import CLAIM, CLAIM_COUNTS, claim_verdict
+from sweep.report.frontier import read_rows
 from sweep.report.write import write_report
 from sweep.stats import Accuracy
-from tests.conftest import SMOKE, cli, log_counts, tracking_store, trial_runs
+from tests.conftest import REPO, SMOKE, cli, log_counts, tracking_store, trial_runs
 
 
 def test_claim_interval_is_the_librarys():
@@ -383,3 +384,48 @@ def test_the_frontier_is_rebuilt_from_the_stores_cheapest_budget_first(tmp_path)
     assert "first beaten (whole interval above) at 0.33 M" in page and "no: lower validation" in page
     typo = cli("frontier", "--store", str(elsewhere), "--study-name", "ten-epoch", cwd=tmp_path)
     assert typo.returncode == 2 and "no study named 'ten-epoch' in the stores given" in typo.stderr
+
+
+def test_the_frontier_merges_rows_written_from_stores_that_are_not_here(tmp_path):
+    here, away = tmp_path / "here", tmp_path / "away"  # away: a machine whose stores never come here
+    for folder in (here, away):
+        folder.mkdir()
+    confirmed_study(away, "two-epochs", 2, [9915, 9920, 9925])
+    confirmed_study(away, "six-epochs", 6, [9930, 9935, 9940])
+    assert cli("frontier", "--store", str(away), "--out", "away-out", cwd=tmp_path).returncode == 0
+    written = tmp_path / "away-out" / "frontier.csv"
+    alone = cli("frontier", "--rows", str(written), "--out", "again", cwd=tmp_path)  # no store read at all
+    assert alone.returncode == 0, alone.stderr
+    assert (tmp_path / "again" / "frontier.csv").read_text() == written.read_text()
+    confirmed_study(here, "two-epochs", 2, [9930, 9935, 9940], val=4970)  # better validation: the budget's point
+    merged = cli("frontier", "--rows", str(written), "--store", str(here), "--out", "merged", cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    rows = pd.read_csv(tmp_path / "merged" / "frontier.csv")
+    assert list(zip(rows["study"], rows["store"], rows["on the frontier"], strict=True)) == [
+        ("two-epochs", str(away), False),
+        ("two-epochs", str(here), True),
+        ("six-epochs", str(away), True),
+    ]
+    assert rows["mean test, %"].round(4).tolist() == [99.2, 99.35, 99.35]
+    picked = cli("frontier", "--rows", str(written), "--study-name", "six-epochs", "--out", "six", cwd=tmp_path)
+    assert picked.returncode == 0 and list(pd.read_csv(tmp_path / "six" / "frontier.csv")["study"]) == ["six-epochs"]
+    (tmp_path / "short.csv").write_text(written.read_text().replace("mean val, %", "mean value"))
+    (tmp_path / "words.csv").write_text(written.read_text().replace("99.2,", "high,"))
+    for name, message in [
+        ("short.csv", "not a frontier.csv (no column 'mean val, %')"),
+        ("words.csv", "holds something other than numbers"),
+        ("absent.csv", "cannot read it"),
+    ]:
+        bad = cli("frontier", "--rows", name, cwd=tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_shipped_frontier_rows_hold_each_rows_own_mean_and_verdict():
+    """docs/frontier.csv is the README's picture: its numbers must agree with themselves."""
+    for row in read_rows(REPO / "docs" / "frontier.csv"):
+        by_seed = [float(v) for v in row["test by seed, %"].split(" / ")]
+        assert len(by_seed) == row["seeds"] and np.mean(by_seed) == pytest.approx(row["mean test, %"], abs=1e-9)
+        assert row["interval low, %"] < row["mean test, %"] < row["interval high, %"]
+        low, mean = row["interval low, %"] / 100, row["mean test, %"] / 100
+        assert row["claim"] == ("beaten" if low > CLAIM else "matched" if mean >= CLAIM else "not reached"), row

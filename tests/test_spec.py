@@ -362,6 +362,41 @@ def test_a_one_change_study_is_the_study_at_its_budget_with_one_setting_fixed(na
     assert spec.warm_start == (base, 1) and not spec.enqueue
 
 
+def test_the_small_batch_3_epoch_study_halves_its_first_points_batch_and_widens_only_that_range():
+    three, small = load_spec("recipe-3-epochs"), load_spec("recipe-3-epochs-small-batch")
+    assert small.fixed == three.fixed and small.baseline == three.baseline
+    assert [n for n in small.search if small.search[n] != three.search[n]] == ["batch_size"]
+    assert small.search["batch_size"].low == 16 <= small.baseline.batch_size <= small.search["batch_size"].high
+    reference, same_rate, scaled_rate = small.enqueue
+    assert same_rate == replace(reference, batch_size=reference.batch_size // 2)
+    assert scaled_rate == replace(same_rate, learning_rate=scaled_rate.learning_rate)
+    assert scaled_rate.learning_rate == pytest.approx(reference.learning_rate / 2**0.5, rel=1e-3)
+
+
+THE_RECIPE_POINT = {  # recipe (sampler seed 3) trial 1, the 0.33 M point: docs/results.md's ablation commands
+    "num_units": 413,
+    "learning_rate": 0.005634272708911882,
+    "batch_size": 96,
+    "forget_bias": 0.7659833488735528,
+    "shift_pixels": 2,
+}
+
+
+@pytest.mark.parametrize(
+    "name, base, change",
+    [
+        ("recipe-20-epochs-413-rotated", "recipe-20-epochs-rotated", {}),
+        ("recipe-4-epochs-rotated", "recipe-4-epochs", {"rotate_degrees": 10.0}),
+    ],
+)
+def test_a_study_that_writes_out_the_recipes_point_is_its_base_with_one_change(name, base, change):
+    spec, other = load_spec(name), load_spec(base)
+    assert spec.fixed == replace(other.fixed, **change) and spec.baseline == replace(other.baseline, **change)
+    assert spec.search == other.search
+    (point,) = spec.enqueue
+    assert point == replace(spec.fixed, **THE_RECIPE_POINT)
+
+
 @pytest.mark.parametrize(
     "own, base, message",
     [

@@ -8,6 +8,7 @@ test accuracy: confirm chose on validation, and so does the frontier."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
@@ -18,8 +19,11 @@ from sweep.errors import SweepError
 from sweep.report.claim import CLAIM, THE_CLAIM, pct
 from sweep.report.page import fmt
 from sweep.search.budget import study_images
+from sweep.search.storage import load_study, study_names
 from sweep.seeds.choice import choose, confirmed_trials, val_hits
 from sweep.stats import TEST_ACCURACY, VAL_ACCURACY, images
+from sweep.stores import require_file
+from sweep.tracking.store import mlflow_client
 
 COLUMNS = [
     "study",
@@ -37,6 +41,7 @@ COLUMNS = [
     "claim",
     "on the frontier",  # the budget's point: the best mean validation among the studies confirmed at it
 ]
+_NUMBERS = [c for c in COLUMNS if c.startswith(("images", "search", "seeds", "mean", "interval"))]
 SAME_BUDGET = 1.01  # budgets within 1% are one: batch sizes round an epoch's images differently
 
 
@@ -66,14 +71,45 @@ def frontier_row(study: optuna.Study, client: MlflowClient, store: str) -> dict 
     }
 
 
-def frontier_table(studies: list[tuple[optuna.Study, MlflowClient, str]]) -> pd.DataFrame:
+def studies_in(
+    stores: Sequence[tuple[str, str, str]], names: Sequence[str]
+) -> list[tuple[optuna.Study, MlflowClient, str]]:
+    """The studies named (default: every one) in each store, given as (Optuna storage, tracking URI,
+    where it was read), each with its store's tracking client and that where."""
+    found = []
+    for storage, tracking, where in stores:
+        require_file(storage, "Optuna storage", "--storage")
+        client, here = mlflow_client(tracking, must_exist=True), study_names(storage)
+        found += [(load_study(name, storage), client, where) for name in names or here if name in here]
+    return found
+
+
+def frontier_table(studies: list[tuple[optuna.Study, MlflowClient, str]], earlier: Sequence[dict] = ()) -> pd.DataFrame:
     """A row per study confirmed (each with the client of its tracking store and where it was
-    read), cheapest budget first, each budget's point marked."""
-    rows = [row for study, client, store in studies if (row := frontier_row(study, client, store)) is not None]
-    table = pd.DataFrame(rows, columns=COLUMNS).sort_values("images per training", kind="stable")
+    read), and the `earlier` rows of frontier.csv files (stores on other machines): cheapest
+    budget first, each budget's point marked among them all. A study read here replaces an
+    earlier row of the same study and store."""
+    rows = {(row["study"], row["store"]): row for row in earlier}
+    for study, client, store in studies:
+        if (row := frontier_row(study, client, store)) is not None:
+            rows[row["study"], row["store"]] = row
+    table = pd.DataFrame(list(rows.values()), columns=COLUMNS).sort_values("images per training", kind="stable")
     table = table.reset_index(drop=True)
     table["on the frontier"] = _points(table)
     return table
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a frontier.csv that `frontier` wrote, to merge with the stores read here."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as e:  # pandas' parser errors are ValueErrors
+        raise SweepError(f"frontier rows {path}: cannot read it ({e})") from None
+    if missing := [c for c in COLUMNS[:-1] if c not in frame.columns]:
+        raise SweepError(f"frontier rows {path}: not a frontier.csv (no column {', '.join(map(repr, missing))})")
+    if bad := [c for c in _NUMBERS if not pd.api.types.is_numeric_dtype(frame[c])]:
+        raise SweepError(f"frontier rows {path}: column {bad[0]!r} holds something other than numbers")
+    return frame[COLUMNS[:-1]].to_dict("records")
 
 
 def _points(table: pd.DataFrame) -> list[bool]:
