@@ -7,8 +7,8 @@ import pytest
 from mlflow import MlflowClient
 from statsmodels.stats.proportion import proportion_confint
 
-from sweep.report.claim import CLAIM, CLAIM_COUNTS, claim_verdict
-from sweep.report.frontier import read_rows
+from sweep.report.claim import CLAIM_COUNTS, claim_verdict
+from sweep.report.frontier import read_rows, verdict
 from sweep.report.write import write_report
 from sweep.stats import Accuracy
 from tests.conftest import REPO, SMOKE, cli, log_counts, tracking_store, trial_runs
@@ -427,5 +427,4 @@ def test_the_shipped_frontier_rows_hold_each_rows_own_mean_and_verdict():
         by_seed = [float(v) for v in row["test by seed, %"].split(" / ")]
         assert len(by_seed) == row["seeds"] and np.mean(by_seed) == pytest.approx(row["mean test, %"], abs=1e-9)
         assert row["interval low, %"] < row["mean test, %"] < row["interval high, %"]
-        low, mean = row["interval low, %"] / 100, row["mean test, %"] / 100
-        assert row["claim"] == ("beaten" if low > CLAIM else "matched" if mean >= CLAIM else "not reached"), row
+        assert row["claim"] == verdict(row["mean test, %"] / 100, row["interval low, %"] / 100), row

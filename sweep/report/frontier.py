@@ -3,8 +3,9 @@
 its search spent, the configuration, its test accuracy by seed, the mean and its t-interval
 over seeds, and whether the claim is matched (mean ≥ 99.21%) or beaten (the whole interval
 above it). Where several studies were confirmed at one budget, the one with the best mean
-validation accuracy on its seeds' own folds is that budget's point. Nothing here is chosen by
-test accuracy: confirm chose on validation, and so does the frontier."""
+validation accuracy on its seeds' own folds is that budget's point. Rows of a frontier.csv written
+before (stores on another machine) join those read from the stores here. Nothing here is chosen
+by test accuracy: confirm chose on validation, and so does the frontier."""
 
 from __future__ import annotations
 
@@ -41,7 +42,15 @@ COLUMNS = [
     "claim",
     "on the frontier",  # the budget's point: the best mean validation among the studies confirmed at it
 ]
-_NUMBERS = [c for c in COLUMNS if c.startswith(("images", "search", "seeds", "mean", "interval"))]
+_NUMBERS = [  # a frontier.csv's columns that must hold numbers
+    "images per training",
+    "search images",
+    "seeds",
+    "mean val, %",
+    "mean test, %",
+    "interval low, %",
+    "interval high, %",
+]
 SAME_BUDGET = 1.01  # budgets within 1% are one: batch sizes round an epoch's images differently
 
 
@@ -53,7 +62,6 @@ def frontier_row(study: optuna.Study, client: MlflowClient, store: str) -> dict 
         return None
     c = choose(found, lambda run_id: val_hits(client, run_id)).chosen
     mean, (low, high) = c.mean(TEST_ACCURACY), c.interval(TEST_ACCURACY)
-    verdict = "beaten" if low > CLAIM else "matched" if mean >= CLAIM else "not reached"
     return {
         "study": study.study_name,
         "store": store,
@@ -67,8 +75,13 @@ def frontier_row(study: optuna.Study, client: MlflowClient, store: str) -> dict 
         "mean test, %": 100 * mean,
         "interval low, %": 100 * float(low),
         "interval high, %": 100 * float(high),
-        "claim": verdict,
+        "claim": verdict(mean, low),
     }
+
+
+def verdict(mean: float, low: float) -> str:
+    """The claim against a mean over seeds and its interval's low end (fractions)."""
+    return "beaten" if low > CLAIM else "matched" if mean >= CLAIM else "not reached"
 
 
 def studies_in(
