@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from sweep.errors import SweepError
 from sweep.training.lstm_op import load
 from sweep.training.model import Backend, build_model, choose_backend, from_basic_lstm
 from sweep.training.model_v1 import build_model_v1
@@ -74,6 +75,19 @@ def test_initial_weights_are_the_tutorials():
     w, b = model.get_layer("logits").get_weights()
     values = np.concatenate([w.ravel(), b.ravel()])
     assert abs(values.mean()) < 0.05 and abs(values.std() - 1.0) < 0.05
+
+
+def test_head_init_stddev_scales_the_same_draws_and_nothing_else():
+    keras.utils.set_random_seed(0)
+    tutorial = build_model(32, 1.0)
+    keras.utils.set_random_seed(0)
+    narrow = build_model(32, 1.0, head_stddev=0.1)
+    for got, want in zip(narrow.get_layer("logits").get_weights(), tutorial.get_layer("logits").get_weights()):
+        np.testing.assert_allclose(got, 0.1 * want, rtol=1e-6)
+    for got, want in zip(narrow.get_layer("lstm").get_weights(), tutorial.get_layer("lstm").get_weights()):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(SweepError, match="v1"):
+        Backend("v1", 2).build(32, 1.0, head_stddev=0.1)
 
 
 def test_forget_bias_changes_the_output():

@@ -29,7 +29,7 @@ POSITIVE = {
     "learning_rate",
     "weight_decay",
 }
-POSITIVE |= {"adam_epsilon", "one_cycle_final_div"}
+POSITIVE |= {"adam_epsilon", "one_cycle_final_div", "head_init_stddev"}
 BOUNDED = {  # setting -> (test, what it must be)
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "ema_momentum": (lambda v: 0 < v < 1, "in (0, 1)"),

@@ -54,6 +54,7 @@ class TrainConfig:
         0.3  # the one-cycle schedule's warm-up, as a fraction of the steps (PyTorch's pct_start)
     )
     one_cycle_final_div: float = 1e4  # and its final rate: the start rate (peak / 25) divided by this
+    head_init_stddev: float = 1.0  # the dense head's weights and bias start as N(0, this^2) draws (the tutorial's: 1)
     val_fold: int = 0  # which 5,000 training-file images validate (0: the first, the tutorial's; see Mnist.fold)
     train_limit: int | None = None  # None: the whole split; a number: its first images
     val_limit: int | None = None

@@ -147,7 +147,7 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)  # Python, NumPy and TensorFlow
         tf.config.experimental.enable_op_determinism()
         self.config = config
-        self.model, forward = backend.build(config.num_units, config.forget_bias)
+        self.model, forward = backend.build(config.num_units, config.forget_bias, config.head_init_stddev)
         self.chains = min(backend.chains, config.batch_size)
         self.optimizer = make_optimizer(config, total_steps)
         self.optimizer.build(self.model.trainable_variables)
