@@ -81,13 +81,13 @@ def test_head_init_stddev_scales_the_same_draws_and_nothing_else():
     keras.utils.set_random_seed(0)
     tutorial = build_model(32, 1.0)
     keras.utils.set_random_seed(0)
-    narrow = build_model(32, 1.0, head_stddev=0.1)
+    narrow = build_model(32, 1.0, head_init_stddev=0.1)
     for got, want in zip(narrow.get_layer("logits").get_weights(), tutorial.get_layer("logits").get_weights()):
         np.testing.assert_allclose(got, 0.1 * want, rtol=1e-6)
     for got, want in zip(narrow.get_layer("lstm").get_weights(), tutorial.get_layer("lstm").get_weights()):
         np.testing.assert_array_equal(got, want)
     with pytest.raises(SweepError, match="v1"):
-        Backend("v1", 2).build(32, 1.0, head_stddev=0.1)
+        Backend("v1", 2).build(32, 1.0, head_init_stddev=0.1)
 
 
 def test_forget_bias_changes_the_output():

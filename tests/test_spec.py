@@ -373,6 +373,17 @@ def test_the_small_batch_3_epoch_study_halves_its_first_points_batch_and_widens_
     assert scaled_rate.learning_rate == pytest.approx(reference.learning_rate / 2**0.5, rel=1e-3)
 
 
+def test_the_3_epoch_settings_study_searches_three_recipe_settings_from_the_small_batch_studys_reference():
+    three, settings = load_spec("recipe-3-epochs"), load_spec("recipe-3-epochs-settings")
+    added = {"label_smoothing", "head_init_stddev", "one_cycle_pct_start"}
+    assert set(settings.search) == set(three.search) | added
+    assert settings.fixed == replace(three.fixed, label_smoothing=TrainConfig().label_smoothing)
+    (point,) = settings.enqueue  # the same training as the small-batch study's first point
+    assert point == load_spec("recipe-3-epochs-small-batch").enqueue[0]
+    for name in added:
+        assert settings.search[name].low <= getattr(settings.baseline, name) <= settings.search[name].high
+
+
 THE_RECIPE_POINT = {  # recipe (sampler seed 3) trial 1, the 0.33 M point: docs/results.md's ablation commands
     "num_units": 413,
     "learning_rate": 0.005634272708911882,

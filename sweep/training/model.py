@@ -39,13 +39,13 @@ BackendName = Literal["native", "keras", "v1"]  # what a run records (v1: runs l
 
 
 def build_model(
-    num_units: int, forget_bias: float, head_stddev: float = 1.0, steps: int = 28, inputs: int = 28
+    num_units: int, forget_bias: float, head_init_stddev: float = 1.0, steps: int = 28, inputs: int = 28
 ) -> keras.Model:
     """(N, 28, 28) float32 images in, 10 logits out, initialised as the tutorial was: one
     Glorot-uniform draw over BasicLSTMCell's joint kernel, a zero bias with forget_bias in its f
-    block, and an N(0, 1) head (N(0, head_stddev^2): the same draws, scaled). (With the same seed
-    and head_stddev 1, the same draws as the v1 model's.)"""
-    normal = keras.initializers.RandomNormal(mean=0.0, stddev=head_stddev)
+    block, and an N(0, 1) head (N(0, head_init_stddev^2): the same draws, scaled). (With the same seed
+    and head_init_stddev 1, the same draws as the v1 model's.)"""
+    normal = keras.initializers.RandomNormal(mean=0.0, stddev=head_init_stddev)
     joint = keras.initializers.GlorotUniform()((inputs + num_units, 4 * num_units))
     images = keras.Input(shape=(steps, inputs), name="images")
     lstm = keras.layers.LSTM(
@@ -93,14 +93,14 @@ class Backend:
         """The backend a run recorded; runs logged before backends existed are v1, 2 chains."""
         return cls(params.get("lstm_backend", "v1"), int(params.get("lstm_chains", 2)))
 
-    def build(self, num_units: int, forget_bias: float, head_stddev: float = 1.0) -> tuple[keras.Model, Forward]:
+    def build(self, num_units: int, forget_bias: float, head_init_stddev: float = 1.0) -> tuple[keras.Model, Forward]:
         """A freshly initialised model, and the forward pass that trains it."""
         if self.name == "v1":
-            if head_stddev != 1.0:
+            if head_init_stddev != 1.0:
                 raise SweepError("the v1 backend only replays runs logged with the tutorial's N(0, 1) head")
             model = build_model_v1(num_units, forget_bias)
             return model, lambda x, training: model(x, training=training)
-        model = build_model(num_units, forget_bias, head_stddev)
+        model = build_model(num_units, forget_bias, head_init_stddev)
         if self.name == "keras":
             return model, lambda x, training: model(x, training=training)
         lstm, head = model.get_layer("lstm").cell, model.get_layer("logits")
