@@ -10,8 +10,11 @@ example
     python bench/ablation.py "" shift_pixels=1 shift_pixels=2 "shift_pixels=2,ema_momentum=0.999"
 
 Every row trains with each seed on the 55,000 training images and prints its accuracy on the
-5,000 validation images as soon as it is known. Test accuracy is not printed: choices about the
-recipe are made here, so the test set stays out of them.
+5,000 validation images as soon as it is known, and, from the second row on, how it compares with
+the first row on the same images, seed by seed: the images only this row gets right, those only
+the first row gets right, and McNemar's exact p over all seeds (a paired test; two rows' means
+alone cannot say whether a difference of a few images is one). Test accuracy is not printed:
+choices about the recipe are made here, so the test set stays out of them.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
+
 from sweep.console import QUIET_ENVIRONMENT
 
 os.environ.update(QUIET_ENVIRONMENT)  # before TensorFlow is imported
 
+from sweep.stats import Paired
 from sweep.training.config import TrainConfig
 from sweep.training.data import load_mnist
 from sweep.training.model import choose_backend
@@ -76,17 +82,26 @@ def main() -> None:
 
     print(
         f"| recipe (over {'the base' if args.base else 'trial 15 of beat-claim'}) | "
-        f"{' | '.join(f'val seed {s}' for s in seeds)} | mean | minutes |"
+        f"{' | '.join(f'val seed {s}' for s in seeds)} | mean | against the first row | minutes |"
     )
-    print(f"|---|{'---|' * len(seeds)}---|---|")
+    print(f"|---|{'---|' * len(seeds)}---|---|---|")
+    first_hits = None
     for text, config in zip(args.recipes, configs, strict=True):
-        started, vals = time.perf_counter(), []
+        started, vals, hits = time.perf_counter(), [], []
         for seed in seeds:
-            vals.append(train(replace(config, seed=seed), mnist, backend).accuracies["val_accuracy"])
+            result = train(replace(config, seed=seed), mnist, backend)
+            vals.append(result.accuracies["val_accuracy"])
+            hits.append(result.predictions["val"] == result.predictions["val_labels"])
         minutes = (time.perf_counter() - started) / 60 / len(seeds)
         cells = " | ".join(f"{v.value:.2%} ({v.correct}/{v.total})" for v in vals)
         mean = statistics.mean(v.value for v in vals)
-        print(f"| {text or 'base'} | {cells} | {mean:.2%} | {minutes:.1f} |", flush=True)
+        hits = np.concatenate(hits)  # seed by seed: each seed's images paired with the first row's same seed
+        if first_hits is None:
+            first_hits, against = hits, "—"
+        else:
+            paired = Paired.of(hits, first_hits)
+            against = f"+{paired.only_a} / −{paired.only_b} images, p = {paired.p_value:.2g}"
+        print(f"| {text or 'base'} | {cells} | {mean:.2%} | {against} | {minutes:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

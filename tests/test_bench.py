@@ -1,7 +1,8 @@
 """The benchmarks run end to end. Their speeds are not asserted (speed is for the benchmark to
 report, not for tests), but what they print must hang together: each ratio is the native
 backend's samples/s over that row's, each median lies within its rounds; the ablation prints
-one validation accuracy per recipe and seed, and never a test accuracy."""
+one validation accuracy per recipe and seed, the images it gains and loses against the first
+row, and never a test accuracy."""
 
 import re
 import subprocess
@@ -51,10 +52,16 @@ def test_the_ablation_prints_validation_accuracy_per_recipe_and_seed_only():
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| recipe")]
     assert [row.split(" | ")[0] for row in rows] == ["| base", "| shift_pixels=1"]
+    correct = []
     for row in rows:
         cells = re.findall(r"([\d.]+)% \((\d+)/300\)", row)
         assert len(cells) == 2 and all(float(p) == pytest.approx(100 * int(c) / 300, abs=0.006) for p, c in cells), row
         assert len(re.findall(r"%", row)) == 3, row  # two seeds' validation accuracies and their mean: no test accuracy
+        correct.append(sum(int(c) for _, c in cells))
+    assert rows[0].split(" | ")[4] == "—"  # the first row is what the others are paired with
+    only_here, only_first, p = re.search(r"\+(\d+) / −(\d+) images, p = ([\d.e-]+)", rows[1]).groups()
+    assert int(only_here) - int(only_first) == correct[1] - correct[0]  # the discordant images account for the gap
+    assert 0 <= float(p) <= 1
     bad = subprocess.run(
         [sys.executable, str(REPO / "bench" / "ablation.py"), "shift_pixelz=1"],
         env=cli_env(),

@@ -408,6 +408,16 @@ def test_a_study_that_writes_out_the_recipes_point_is_its_base_with_one_change(n
     assert point == replace(spec.fixed, **THE_RECIPE_POINT)
 
 
+def test_the_4_epoch_settings_study_is_the_3_epoch_one_a_budget_on_starting_from_the_4_epoch_point():
+    three, four = load_spec("recipe-3-epochs-settings"), load_spec("recipe-4-epochs-settings")
+    assert four.fixed == replace(three.fixed, epochs=4, eval_points=4) and four.search == three.search
+    assert four.baseline == replace(three.baseline, epochs=4, eval_points=4)
+    the_point, three_epochs_choice = four.enqueue
+    recipe_settings = {"label_smoothing": 0.1, "head_init_stddev": 1.0, "one_cycle_pct_start": 0.3}
+    assert the_point == replace(four.fixed, **THE_RECIPE_POINT, **recipe_settings)
+    assert three_epochs_choice.epochs == 4 and three_epochs_choice.head_init_stddev < 1.0
+
+
 @pytest.mark.parametrize(
     "own, base, message",
     [
