@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 from statsmodels.stats.proportion import proportion_confint
 
 from sweep.report.claim import CLAIM_COUNTS, claim_verdict
-from sweep.report.frontier import read_rows, verdict
+from sweep.report.frontier import frontier_table, printable, read_rows, verdict
 from sweep.report.write import write_report
 from sweep.stats import Accuracy
 from tests.conftest import REPO, SMOKE, cli, log_counts, tracking_store, trial_runs
@@ -419,6 +419,43 @@ def test_the_frontier_merges_rows_written_from_stores_that_are_not_here(tmp_path
         bad = cli("frontier", "--rows", name, cwd=tmp_path)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def frontier_row(study: str, images: int, val_by_fold: list[float]) -> dict:
+    """A frontier.csv row as another machine wrote it: what chooses is the mean validation."""
+    return {
+        "study": study,
+        "store": "away",
+        "images per training": images,
+        "search images": 2 * images,
+        "trial": 1,
+        "configuration": "num_units=300",
+        "test by seed, %": "99.20 / 99.30",
+        "seeds": 2,
+        "mean val, %": float(np.mean(val_by_fold)),
+        "mean test, %": 99.25,
+        "interval low, %": 98.61,
+        "interval high, %": 99.89,
+        "claim": "matched",
+    }
+
+
+def test_of_two_studies_tied_on_validation_the_cheaper_is_the_budgets_point():
+    """The same images right over the folds, averaged in another order, are a tie: not decided by a
+    float's last bit (these means are 99.204 and 99.20400000000001)."""
+    costlier = frontier_row("costlier", 220_065, [99.32, 99.00, 99.06, 99.22, 99.42])  # 24,801 of 25,000
+    cheaper = frontier_row("cheaper", 220_032, [99.08, 98.98, 99.32, 99.28, 99.36])  # 24,801 too
+    lower = frontier_row("lower", 220_000, [99.32, 99.00, 99.22, 99.06, 99.40])  # one image fewer
+    later = frontier_row("later", 220_032, [99.08, 98.98, 99.28, 99.32, 99.36])  # cheaper's, listed after it
+    table = frontier_table([], earlier=[costlier, lower, cheaper, later])
+    assert list(table["study"]) == ["lower", "cheaper", "later", "costlier"]  # cheapest first, stably
+    assert list(table["on the frontier"]) == [False, True, False, False]
+    assert list(printable(table)["on the frontier"]) == [
+        "no: lower validation",
+        "yes",
+        "no: tied on validation, not cheaper",
+        "no: tied on validation, not cheaper",
+    ]
 
 
 def test_the_shipped_frontier_rows_hold_each_rows_own_mean_and_verdict():
