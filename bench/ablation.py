@@ -87,15 +87,15 @@ def main() -> None:
     print(f"|---|{'---|' * len(seeds)}---|---|---|")
     first_hits = None
     for text, config in zip(args.recipes, configs, strict=True):
-        started, vals, hits = time.perf_counter(), [], []
+        started, vals, seed_hits = time.perf_counter(), [], []
         for seed in seeds:
             result = train(replace(config, seed=seed), mnist, backend)
             vals.append(result.accuracies["val_accuracy"])
-            hits.append(result.predictions["val"] == result.predictions["val_labels"])
+            seed_hits.append(result.predictions["val"] == result.predictions["val_labels"])
         minutes = (time.perf_counter() - started) / 60 / len(seeds)
         cells = " | ".join(f"{v.value:.2%} ({v.correct}/{v.total})" for v in vals)
         mean = statistics.mean(v.value for v in vals)
-        hits = np.concatenate(hits)  # seed by seed: each seed's images paired with the first row's same seed
+        hits = np.concatenate(seed_hits)  # seed by seed: each seed's images paired with the first row's same seed
         if first_hits is None:
             first_hits, against = hits, "—"
         else:
