@@ -421,7 +421,7 @@ def test_the_frontier_merges_rows_written_from_stores_that_are_not_here(tmp_path
         assert len(bad.stderr.strip().splitlines()) == 1
 
 
-def frontier_row(study: str, images: int, val_by_fold: list[float]) -> dict:
+def written_row(study: str, images: int, val_by_fold: list[float]) -> dict:
     """A frontier.csv row as another machine wrote it: what chooses is the mean validation."""
     return {
         "study": study,
@@ -443,10 +443,10 @@ def frontier_row(study: str, images: int, val_by_fold: list[float]) -> dict:
 def test_of_two_studies_tied_on_validation_the_cheaper_is_the_budgets_point():
     """The same images right over the folds, averaged in another order, are a tie: not decided by a
     float's last bit (these means are 99.204 and 99.20400000000001)."""
-    costlier = frontier_row("costlier", 220_065, [99.32, 99.00, 99.06, 99.22, 99.42])  # 24,801 of 25,000
-    cheaper = frontier_row("cheaper", 220_032, [99.08, 98.98, 99.32, 99.28, 99.36])  # 24,801 too
-    lower = frontier_row("lower", 220_000, [99.32, 99.00, 99.22, 99.06, 99.40])  # one image fewer
-    later = frontier_row("later", 220_032, [99.08, 98.98, 99.28, 99.32, 99.36])  # cheaper's, listed after it
+    costlier = written_row("costlier", 220_065, [99.32, 99.00, 99.06, 99.22, 99.42])  # 24,801 of 25,000
+    cheaper = written_row("cheaper", 220_032, [99.08, 98.98, 99.32, 99.28, 99.36])  # 24,801 too
+    lower = written_row("lower", 220_000, [99.32, 99.00, 99.22, 99.06, 99.40])  # one image fewer
+    later = written_row("later", 220_032, [99.08, 98.98, 99.28, 99.32, 99.36])  # cheaper's, listed after it
     table = frontier_table([], earlier=[costlier, lower, cheaper, later])
     assert list(table["study"]) == ["lower", "cheaper", "later", "costlier"]  # cheapest first, stably
     assert list(table["on the frontier"]) == [False, True, False, False]
