@@ -28,8 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("SWEEP_DATA_DIR", REPO.parent / "shared" / "data" / "mnist"))
@@ -90,6 +94,13 @@ def pytest_runtest_setup(item):
 def pytest_runtest_call(item):
     with _watching_for_processes(item):
         return (yield)
+
+
+@pytest.fixture(autouse=True)
+def _outside_the_checkout(tmp_path, monkeypatch):
+    """Every test stands in a folder of its own: what MLflow and Optuna write where the process
+    stands (./mlruns, ./mlflow.db) lands there, never in the repository."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -343,6 +354,18 @@ def tracking_store(folder: Path) -> str:
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(_empty_tracking_store(), db)
     return f"sqlite:///{db}"
+
+
+def recorded_experiment(folder: Path, name: str) -> tuple[MlflowClient, str]:
+    """A study's MLflow experiment and parent run as a sweep makes them, in the folder's store,
+    with their artifacts beside it (MLflow's default is wherever the process stands). Returns the
+    client and the experiment's id."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_store(folder))
+    experiment = client.create_experiment(name, artifact_location=str(folder / "mlruns"))
+    client.create_run(experiment, run_name=f"study-{name}", tags={"sweep.role": "study", "optuna.study_name": name})
+    return client, experiment
 
 
 def log_counts(client, run_id: str, val: int, test: int, first128: int = 127) -> None:

@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SMOKE, cli_env, in_process, log_counts, tracking_store
+from tests.conftest import REPO, SMOKE, cli_env, in_process, log_counts, recorded_experiment
 
 
 @pytest.mark.slow
@@ -88,11 +88,7 @@ def constructed_seed(folder, name: str, trials: list[tuple[int, int, int]]):
     correct counts, training images spent) completed a minute after the one before."""
     import datetime
 
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_store(folder))
-    experiment = client.create_experiment(name, artifact_location=str(folder / "mlruns"))
-    client.create_run(experiment, run_name=f"study-{name}", tags={"sweep.role": "study", "optuna.study_name": name})
+    client, experiment = recorded_experiment(folder, name)
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db", direction="maximize")
     start = datetime.datetime(2026, 12, 3, 12, 0)
     for number, (val, test, spent) in enumerate(trials):

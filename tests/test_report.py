@@ -11,7 +11,7 @@ from sweep.report.claim import CLAIM_COUNTS, claim_verdict
 from sweep.report.frontier import frontier_table, printable, read_rows, verdict
 from sweep.report.write import write_report
 from sweep.stats import Accuracy
-from tests.conftest import REPO, SMOKE, cli, log_counts, tracking_store, trial_runs
+from tests.conftest import REPO, SMOKE, cli, log_counts, recorded_experiment, tracking_store, trial_runs
 
 
 def test_claim_interval_is_the_librarys():
@@ -96,9 +96,7 @@ def recorded_study(folder, name, *test_correct, vary: bool = False):
     """A real Optuna study and MLflow experiment holding finished trials with these test counts
     (all with the same validation count), as a sweep would have recorded them; no training
     needed to test what the report says."""
-    client = MlflowClient(tracking_store(folder))
-    experiment_id = client.create_experiment(name)
-    client.create_run(experiment_id, run_name=f"study-{name}", tags={"sweep.role": "study"})
+    client, experiment_id = recorded_experiment(folder, name)
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db", direction="maximize")
     params = {"num_units": 256, "learning_rate": 0.003, "batch_size": 128, "forget_bias": 1.0}
     distributions = {
@@ -317,9 +315,7 @@ def confirmed_study(folder, name: str, epochs: int, test_by_seed: list[int], val
     """A study whose one trial confirm trained with seeds 0..S-1 (seed 0: the trial's own run),
     recorded as a sweep and confirm record them, with these test counts (and `val` of 5,000 on
     every seed's fold); no training."""
-    client = MlflowClient(tracking_store(folder))
-    experiment = client.create_experiment(name)
-    client.create_run(experiment, run_name=f"study-{name}", tags={"sweep.role": "study", "optuna.study_name": name})
+    client, experiment = recorded_experiment(folder, name)
     study = optuna.create_study(study_name=name, storage=f"sqlite:///{folder}/optuna.db", direction="maximize")
     own = None
     for seed, correct in enumerate(test_by_seed):
